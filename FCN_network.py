@@ -1,0 +1,133 @@
+"""The networks: the assignment's fully convolutional network (optionally with
+skip connections), the Pix2Pix U-Net generator, and the 70x70 PatchGAN.
+
+All generators map an RGB image in [-1, 1] to an RGB image in [-1, 1] of the
+same size. `build_generator(config)` is how train, evaluate and predict make one
+from a run's settings, so a checkpoint alone says which network it holds.
+"""
+import torch
+import torch.nn as nn
+
+
+def init_pix2pix(module):
+    """The paper's initialisation: N(0, 0.02) weights, BatchNorm scales N(1, 0.02)."""
+    for layer in module.modules():
+        if isinstance(layer, (nn.Conv2d, nn.ConvTranspose2d)):
+            nn.init.normal_(layer.weight, 0.0, 0.02)
+            if layer.bias is not None:
+                nn.init.zeros_(layer.bias)
+        elif isinstance(layer, nn.BatchNorm2d):
+            nn.init.normal_(layer.weight, 1.0, 0.02)
+            nn.init.zeros_(layer.bias)
+
+
+def down_block(in_channels, out_channels, norm=True):
+    layers = [nn.Conv2d(in_channels, out_channels, 4, stride=2, padding=1, bias=not norm)]
+    if norm:
+        layers.append(nn.BatchNorm2d(out_channels))
+    return layers
+
+
+def up_block(in_channels, out_channels):
+    return [nn.ConvTranspose2d(in_channels, out_channels, 4, stride=2, padding=1, bias=False),
+            nn.BatchNorm2d(out_channels)]
+
+
+class FullyConvNetwork(nn.Module):
+    """Four Conv-BN-ReLU blocks down, four ConvTranspose-BN-ReLU blocks up.
+
+    The last up block maps to RGB through Tanh instead of BN-ReLU. With
+    `skips`, each up block also sees the output of its mirrored down block
+    (U-Net style), which keeps the sharp edges that the 16x bottleneck loses.
+    Sides must be multiples of 16.
+    """
+
+    def __init__(self, width=8, skips=False):
+        super().__init__()
+        self.skips = skips
+        w = [3, width, width * 2, width * 4, width * 8]
+        self.down = nn.ModuleList(nn.Sequential(*down_block(w[i], w[i + 1]), nn.ReLU(inplace=True))
+                                  for i in range(4))
+        grow = 2 if skips else 1  # a skip doubles the channels an up block reads
+        self.up = nn.ModuleList([
+            nn.Sequential(*up_block(w[4], w[3]), nn.ReLU(inplace=True)),
+            nn.Sequential(*up_block(w[3] * grow, w[2]), nn.ReLU(inplace=True)),
+            nn.Sequential(*up_block(w[2] * grow, w[1]), nn.ReLU(inplace=True)),
+            nn.Sequential(nn.ConvTranspose2d(w[1] * grow, 3, 4, stride=2, padding=1), nn.Tanh()),
+        ])
+
+    def forward(self, x):
+        features = []
+        for block in self.down:
+            x = block(x)
+            features.append(x)
+        x = self.up[0](x)
+        for block, skip in zip(self.up[1:], reversed(features[:-1])):
+            x = block(torch.cat([x, skip], 1) if self.skips else x)
+        return x
+
+
+class UNet256(nn.Module):
+    """The Pix2Pix generator: 8 down / 8 up with skips, dropout in the three
+    innermost up blocks. Sides must be multiples of 256. Layer for layer it
+    follows the paper's code (LeakyReLU 0.2 down, ReLU up, no norm on the
+    outermost and innermost down convolutions)."""
+
+    def __init__(self, width=64, dropout=0.5):
+        super().__init__()
+        w = [3] + [width * m for m in (1, 2, 4, 8, 8, 8, 8, 8)]
+        self.down = nn.ModuleList()
+        for i in range(8):
+            norm = 0 < i < 7
+            act = [] if i == 0 else [nn.LeakyReLU(0.2, inplace=True)]
+            self.down.append(nn.Sequential(*act, *down_block(w[i], w[i + 1], norm=norm)))
+        self.up = nn.ModuleList()
+        for i in range(7, 0, -1):  # innermost first; every block but the innermost reads a skip
+            in_channels = w[i + 1] if i == 7 else w[i + 1] * 2
+            drop = [nn.Dropout(dropout)] if 4 <= i <= 6 else []
+            self.up.append(nn.Sequential(nn.ReLU(inplace=True), *up_block(in_channels, w[i]), *drop))
+        self.up.append(nn.Sequential(nn.ReLU(inplace=True),
+                                     nn.ConvTranspose2d(w[1] * 2, 3, 4, stride=2, padding=1), nn.Tanh()))
+        init_pix2pix(self)
+
+    def forward(self, x):
+        features = []
+        for block in self.down:
+            x = block(x)
+            features.append(x)
+        x = self.up[0](x)
+        for block, skip in zip(self.up[1:], reversed(features[:-1])):
+            x = block(torch.cat([x, skip], 1))
+        return x
+
+
+class PatchDiscriminator(nn.Module):
+    """The 70x70 PatchGAN: it sees input and output stacked (6 channels) and
+    scores each overlapping 70x70 patch as real or fake (logits)."""
+
+    def __init__(self, width=64):
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.Conv2d(6, width, 4, stride=2, padding=1), nn.LeakyReLU(0.2, inplace=True),
+            *down_block(width, width * 2), nn.LeakyReLU(0.2, inplace=True),
+            *down_block(width * 2, width * 4), nn.LeakyReLU(0.2, inplace=True),
+            nn.Conv2d(width * 4, width * 8, 4, stride=1, padding=1, bias=False),
+            nn.BatchNorm2d(width * 8), nn.LeakyReLU(0.2, inplace=True),
+            nn.Conv2d(width * 8, 1, 4, stride=1, padding=1))
+        init_pix2pix(self)
+
+    def forward(self, input_image, output_image):
+        return self.net(torch.cat([input_image, output_image], 1))
+
+
+GENERATORS = ('fcn', 'unet256')
+SIDE_MULTIPLE = {'fcn': 16, 'unet256': 256}  # what each generator's downsampling needs
+
+
+def build_generator(config):
+    """The generator a run's settings describe (keys: model, width, skips)."""
+    if config['model'] == 'fcn':
+        return FullyConvNetwork(config['width'], config['skips'])
+    if config['model'] == 'unet256':
+        return UNet256(config['width'])
+    raise ValueError(f"unknown model {config['model']!r}; expected one of {', '.join(GENERATORS)}")

@@ -1,0 +1,132 @@
+"""Score a trained generator on a split of its dataset: metrics.json, and an
+input | target | output panel for every image.
+
+    python evaluate.py checkpoints/latest.pth                   # the val split of the run's dataset
+    python evaluate.py checkpoints/latest.pth --split test
+    python evaluate.py run.pth --data_dir my_pairs/ --out results/
+    python evaluate.py labels2photo.pth --fcn_score photo2labels.pth
+
+The checkpoint alone says which network, direction, image size and dataset it
+was trained with. Every run gets l1 (on [-1, 1]), psnr and ssim, each a mean
+over images. Photo -> label map runs (AtoB) on a dataset with known label
+colours (facades, cityscapes) also get the Pix2Pix paper's pixel_acc, class_acc
+and class_iou. For label map -> photo runs (BtoA), --fcn_score gives the paper's
+FCN-score: a photo -> label map network trained with this repo labels the
+generated photos, and its labels are scored against the input label maps;
+fcn_score_real scores the same network on the real photos, as the bound.
+"""
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+import checkpoint
+import metrics
+import visualize
+from FCN_network import SIDE_MULTIPLE
+from facades_dataset import DatasetError, FacadesDataset, to_float
+from train import UserError, split_source
+
+
+def parse_args():
+    parser = argparse.ArgumentParser(description='Score a checkpoint on a dataset split.')
+    parser.add_argument('checkpoint', help='a .pth file written by train.py')
+    parser.add_argument('--split', default='val', choices=('val', 'test', 'train'),
+                        help="the split of the run's dataset to score (default: val)")
+    parser.add_argument('--data_dir', help='a folder (or list file) of left|right pairs, instead of the split')
+    parser.add_argument('--out', help='output folder (default: eval_results/CHECKPOINT_SPLIT)')
+    parser.add_argument('--palette', default='auto', choices=('auto', 'facades', 'cityscapes', 'none'),
+                        help="label colours for the label-map scores (default: from the run's dataset name)")
+    parser.add_argument('--fcn_score', metavar='PHOTO2LABEL_CHECKPOINT',
+                        help='for label map -> photo runs: a photo -> label map checkpoint that scores the outputs')
+    parser.add_argument('--batch_size', type=int, default=16)
+    return parser.parse_args()
+
+
+def check_sides(data, config, path):
+    """One line instead of a shape error deep inside the network."""
+    height, width = data.pixels.shape[1], data.pixels.shape[2] // 2
+    multiple = SIDE_MULTIPLE[config['model']]
+    if height % multiple or width % multiple:
+        raise UserError(f"the images are {width}x{height} per half, but {path} holds a {config['model']} "
+                        f'that needs sides that are multiples of {multiple}')
+
+
+def load_segmenter(path, config, palette, data, device):
+    """The photo -> label map network of the FCN-score, checked against the run it scores."""
+    if config['direction'] != 'BtoA':
+        raise UserError('--fcn_score scores label map -> photo runs (direction BtoA); this checkpoint is AtoB')
+    if palette is None:
+        raise UserError('--fcn_score needs the label colours; add --palette facades or --palette cityscapes')
+    segmenter, state = checkpoint.load_generator(path, device)
+    if state['config']['direction'] != 'AtoB':
+        raise UserError(f'{path}: --fcn_score needs a photo -> label map (AtoB) checkpoint; this one is BtoA')
+    check_sides(data, state['config'], path)
+    return segmenter
+
+
+def main(args):
+    device = torch.device('cuda' if torch.cuda.is_available() else 'cpu')
+    generator, state = checkpoint.load_generator(args.checkpoint, device)
+    config = state['config']
+    source = Path(args.data_dir) if args.data_dir else split_source(config, args.split)
+    # decoded into RAM: a single pass gains nothing from a cache, and the dataset folder stays untouched
+    data = FacadesDataset(source, config['direction'], image_size=config['image_size'], cache_dir='')
+    check_sides(data, config, args.checkpoint)
+    palette_name = metrics.palette_name(config['dataset']) if args.palette == 'auto' else args.palette
+    palette = metrics.PALETTES.get(palette_name)
+    segmenter = load_segmenter(args.fcn_score, config, palette, data, device) if args.fcn_score else None
+    score_labels = palette is not None and config['direction'] == 'AtoB'
+    out = Path(args.out or Path('eval_results') /
+               f'{Path(args.checkpoint).stem}_{Path(args.data_dir).name if args.data_dir else args.split}')
+    out.mkdir(parents=True, exist_ok=True)
+
+    sums = {'l1': 0.0, 'psnr': 0.0, 'ssim': 0.0}
+    confusions = {}  # summed over batches: a dataset-wide confusion matrix, as in the paper's code
+    with torch.no_grad():
+        for start in tqdm(range(0, len(data), args.batch_size), desc='evaluating', unit='batch'):
+            indices = range(start, min(start + args.batch_size, len(data)))
+            input_image, target_image = to_float(data.pair_batch(indices).to(device))
+            output = generator(input_image)
+            visualize.save_panels(out, [Path(data.file_of(i)).stem for i in indices],
+                                  input_image, target_image, output)
+            outputs, targets = metrics.to_uint8(output), metrics.to_uint8(target_image)
+            sums['l1'] += metrics.l1(output, target_image) * len(indices)  # every image has the same size
+            for output_pixels, target_pixels in zip(outputs, targets):
+                sums['psnr'] += metrics.psnr(output_pixels, target_pixels)
+                sums['ssim'] += metrics.ssim(output_pixels, target_pixels)
+            scored = {}
+            if score_labels:
+                scored['labels'] = (outputs, targets)
+            if segmenter is not None:
+                label_maps = metrics.to_uint8(input_image)
+                scored['fcn_score'] = (metrics.to_uint8(segmenter(output)), label_maps)
+                scored['fcn_score_real'] = (metrics.to_uint8(segmenter(target_image)), label_maps)
+            for key, (predicted, truth) in scored.items():
+                confusions[key] = confusions.get(key, 0) + metrics.label_confusion(predicted, truth, palette)
+
+    results = {'checkpoint': str(args.checkpoint), 'epoch': state.get('epoch'), 'data': str(source),
+               'direction': config['direction'], 'palette': palette_name if palette else None, 'images': len(data),
+               **{key: total / len(data) for key, total in sums.items()}}
+    if 'labels' in confusions:
+        results.update(metrics.label_scores(confusions.pop('labels')))
+    results.update({key: metrics.label_scores(confusion) for key, confusion in confusions.items()})
+    checkpoint.atomic_write(out / 'metrics.json', json.dumps(results, indent=2) + '\n')
+
+    print(f'{len(data)} images of {source} ({config["direction"]}), panels and metrics.json in {out}')
+    for key, value in results.items():
+        if isinstance(value, dict):
+            print(f'{key:<16}' + '  '.join(f'{name} {score:.4f}' for name, score in value.items()))
+        elif isinstance(value, float):
+            print(f'{key:<16}{value:.4f}')
+
+
+if __name__ == '__main__':
+    try:
+        main(parse_args())
+    except (UserError, DatasetError, checkpoint.CheckpointError, OSError) as error:
+        print(f'error: {error}', file=sys.stderr)
+        sys.exit(2)

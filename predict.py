@@ -1,0 +1,119 @@
+"""Apply a trained generator to your own images: one file, or every image in a folder.
+
+    python predict.py checkpoints/latest.pth photo.jpg
+    python predict.py checkpoints/fcn_epoch_200.pth my_label_maps/ --out predictions --panels
+
+The inputs are single images, not left|right pairs, of any size; each output is
+written at its input's size as OUT/NAME.png (with --panels: input | output).
+The network's settings come from the checkpoint, so no flag repeats them.
+"""
+import argparse
+import sys
+from collections import Counter
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+from tqdm import tqdm
+
+import checkpoint
+import visualize
+from FCN_network import SIDE_MULTIPLE
+from facades_dataset import DatasetError, list_images
+
+
+def read_rgb(path):
+    """RGB uint8 (H, W, 3), or ValueError saying what is wrong with the file."""
+    try:
+        data = np.fromfile(path, dtype=np.uint8)
+    except OSError as error:
+        raise ValueError(f'cannot read ({error.strerror or error})') from None
+    if data.size == 0:
+        raise ValueError('empty file')
+    # OpenCV silently fills the missing part of a cut-off JPEG with grey
+    if data[:2].tobytes() == b'\xff\xd8' and not data.tobytes().rstrip(b'\0\r\n ').endswith(b'\xff\xd9'):
+        raise ValueError('truncated JPEG')
+    image = cv2.imdecode(data, cv2.IMREAD_COLOR)  # grey and alpha become 3-channel BGR
+    if image is None:
+        raise ValueError('not a readable image')
+    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+
+def network_size(height, width, config):
+    """(height, width) the network takes: the training image_size, or with
+    image_size 0 (trained at native size) each side rounded to the nearest
+    multiple that the network's downsampling needs."""
+    if config['image_size']:
+        return config['image_size'], config['image_size']
+    multiple = SIDE_MULTIPLE[config['model']]
+    return tuple(max(multiple, round(side / multiple) * multiple) for side in (height, width))
+
+
+def resize(image, height, width):
+    shrinking = height * width < image.shape[0] * image.shape[1]
+    return cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR)
+
+
+@torch.no_grad()
+def predict(generator, image, config, device):
+    """RGB uint8 (H, W, 3) -> the generator's RGB uint8 output, also (H, W, 3)."""
+    height, width = image.shape[:2]
+    # resize, not reflect-pad: training resized every image to image_size (decode_pair), so
+    # resizing shows the network the scale it learned; padding would keep a large photo far
+    # bigger than anything it saw and add mirrored borders it never saw
+    small = resize(image, *network_size(height, width, config))
+    batch = torch.from_numpy(small).permute(2, 0, 1)[None].to(device).float().div(127.5).sub(1)
+    output = visualize.to_image(generator(batch)[0])
+    return resize(output, height, width)
+
+
+def output_names(paths):
+    """NAME.png per input; inputs that share a stem (a.jpg, a.png) keep their suffix (a.jpg.png)."""
+    stems = Counter(path.stem for path in paths)
+    return [f'{path.stem if stems[path.stem] == 1 else path.name}.png' for path in paths]
+
+
+def fail(message, status=2):
+    print(f'error: {message}', file=sys.stderr)
+    sys.exit(status)
+
+
+def main():
+    parser = argparse.ArgumentParser(description='Apply a trained checkpoint to your own (unpaired) images.')
+    parser.add_argument('checkpoint', help='a .pth file written by train.py')
+    parser.add_argument('input', type=Path, help='an image, or a folder of images')
+    parser.add_argument('--out', type=Path, default=Path('predictions'), help='output folder (default: predictions)')
+    parser.add_argument('--panels', action='store_true', help='write input | output side by side')
+    args = parser.parse_args()
+
+    if not args.input.exists():
+        fail(f'{args.input}: no such file or folder')
+    device = torch.device('cuda' if torch.cuda.is_available() else 'cpu')
+    try:
+        generator, state = checkpoint.load_generator(args.checkpoint, device)
+        paths = list_images(args.input) if args.input.is_dir() else [args.input]
+        args.out.mkdir(parents=True, exist_ok=True)
+    except (checkpoint.CheckpointError, DatasetError) as error:
+        fail(error)
+    except OSError as error:
+        fail(f'cannot write to {args.out}: {error.strerror or error}')
+
+    written = 0
+    for path, name in zip(tqdm(paths, desc='predicting', unit='image'), output_names(paths)):
+        try:
+            image = read_rgb(path)
+        except ValueError as error:
+            tqdm.write(f'{path}: skipped: {error}', file=sys.stderr)
+            continue
+        output = predict(generator, image, state['config'], device)
+        checkpoint.atomic_write(args.out / name,
+                                visualize.encode_png(np.concatenate([image, output], 1) if args.panels else output))
+        written += 1
+    if not written:
+        fail(f'none of the {len(paths)} input file(s) could be read', status=1)
+    print(f'wrote {written} of {len(paths)} image(s) to {args.out}')
+
+
+if __name__ == '__main__':
+    main()

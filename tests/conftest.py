@@ -1,0 +1,65 @@
+"""Synthetic paired images for every test: small, made on the fly, learnable
+(the right half is a fixed colour mapping of blocky shapes on the left)."""
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+REAL_DATA = REPO.parent / 'shared' / 'datasets'
+
+
+def make_pair(rng, size):
+    """RGB uint8 (size, 2*size, 3): random rectangles left, their label colours right."""
+    left = np.full((size, size, 3), rng.integers(0, 256, 3), np.uint8)
+    right = np.zeros((size, size, 3), np.uint8)
+    palette = np.array([[255, 0, 0], [0, 255, 0], [0, 0, 255], [255, 255, 0]], np.uint8)
+    for _ in range(4):
+        y, x = rng.integers(0, size - 4, 2)
+        h, w = rng.integers(4, size // 2, 2)
+        label = rng.integers(0, len(palette))
+        left[y:y + h, x:x + w] = palette[label] // 2 + rng.integers(0, 60, 3).astype(np.uint8)
+        right[y:y + h, x:x + w] = palette[label]
+    return np.concatenate([left, right], axis=1)
+
+
+def write_pairs(folder, count, size=32, seed=0, start=1):
+    """count JPEG pairs named start.jpg, start+1.jpg, ... in folder."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    for i in range(start, start + count):
+        cv2.imwrite(str(folder / f'{i}.jpg'), cv2.cvtColor(make_pair(rng, size), cv2.COLOR_RGB2BGR))
+    return folder
+
+
+@pytest.fixture
+def pairs_dir(tmp_path):
+    """A tiny dataset folder: train/ (8 pairs) and val/ (4 pairs) of 32x32 halves."""
+    root = tmp_path / 'tiny'
+    write_pairs(root / 'train', 8, seed=1)
+    write_pairs(root / 'val', 4, seed=2)
+    return root
+
+
+def run_script(script, *args, cwd, env=None, check=True, timeout=300):
+    """Run a repo script as a user would; returns the CompletedProcess."""
+    full_env = dict(os.environ, PYTHONUNBUFFERED='1', **(env or {}))
+    result = subprocess.run([sys.executable, str(REPO / script), *map(str, args)], cwd=cwd, env=full_env,
+                            capture_output=True, text=True, timeout=timeout)
+    if check and result.returncode != 0:
+        raise AssertionError(f'{script} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}')
+    return result
+
+
+def tiny_run_args(data, out, **settings):
+    """Settings for a fast training run on the tiny set, writing under out."""
+    base = dict(dataset=data, image_size=32, width=4, batch_size=4, num_epochs=2, save_every=1, num_samples=2,
+                checkpoint_dir=out / 'checkpoints', train_results_dir=out / 'train_results',
+                val_results_dir=out / 'val_results', cache_dir=out / 'cache', threads=1)
+    base.update(settings)
+    return [f'--{k}={v}' for k, v in base.items()]

@@ -1,0 +1,221 @@
+import struct
+import warnings
+import zlib
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from conftest import REAL_DATA, make_pair, write_pairs
+from facades_dataset import DatasetError, FacadesDataset, augment_batch, list_images, to_float
+
+
+def dataset(source, tmp_path, **kwargs):
+    kwargs.setdefault('image_size', 32)
+    kwargs.setdefault('cache_dir', tmp_path / 'cache')
+    return FacadesDataset(source, progress=False, **kwargs)
+
+
+def test_split_and_directions(tmp_path):
+    pair = make_pair(np.random.default_rng(0), 32)
+    cv2.imwrite(str(tmp_path / '1.png'), cv2.cvtColor(pair, cv2.COLOR_RGB2BGR))  # lossless
+    left = torch.from_numpy(pair[:, :32]).permute(2, 0, 1).float() / 127.5 - 1
+    right = torch.from_numpy(pair[:, 32:]).permute(2, 0, 1).float() / 127.5 - 1
+    a_to_b = dataset(tmp_path, tmp_path)[0]
+    b_to_a = dataset(tmp_path, tmp_path, direction='BtoA')[0]
+    assert torch.allclose(a_to_b[0], left) and torch.allclose(a_to_b[1], right)
+    assert torch.allclose(b_to_a[0], right) and torch.allclose(b_to_a[1], left)
+    for tensor in a_to_b:
+        assert tensor.dtype == torch.float32 and tensor.shape == (3, 32, 32)
+        assert tensor.min() >= -1 and tensor.max() <= 1
+
+
+def test_colours_stay_rgb(tmp_path):
+    """A pure red left half must come out as red in channel 0, not blue."""
+    image = np.zeros((16, 32, 3), np.uint8)
+    image[:, :16] = (0, 0, 255)  # BGR red, as OpenCV writes it
+    cv2.imwrite(str(tmp_path / '1.png'), image)
+    input_image, _ = dataset(tmp_path, tmp_path, image_size=16)[0]
+    assert input_image[0].min() == 1 and input_image[2].max() == -1
+
+
+def test_resizes_halves_and_keeps_native_size(tmp_path):
+    write_pairs(tmp_path / 'split', 2, size=48)
+    assert dataset(tmp_path / 'split', tmp_path)[0][0].shape == (3, 32, 32)
+    assert dataset(tmp_path / 'split', tmp_path, image_size=0)[0][0].shape == (3, 48, 48)
+
+
+def test_list_file_and_numeric_order(tmp_path):
+    write_pairs(tmp_path / 'train', 11)
+    assert [p.stem for p in list_images(tmp_path / 'train')][:3] == ['1', '2', '3']
+    (tmp_path / 'train_list.txt').write_text('\n'.join(f'train/{i}.jpg' for i in (10, 2)) + '\n')
+    data = dataset(tmp_path / 'train_list.txt', tmp_path)
+    assert len(data) == 2 and data.file_of(0).name == '10.jpg'
+
+
+def test_augmentation_applies_the_same_crop_and_flip_to_both_halves():
+    torch.manual_seed(0)
+    # a target that is a pixelwise function of the input stays so after augmentation
+    # only if both received the same crop and flip
+    inputs = torch.randint(0, 256, (8, 3, 32, 32), dtype=torch.uint8)
+    batch = torch.cat([inputs, 255 - inputs], 1)
+    augmented = augment_batch(batch, torch.Generator().manual_seed(1))
+    assert augmented.shape == batch.shape and augmented.dtype == torch.uint8
+    # (interpolation rounds x.5 to even, so a mirrored value may differ by one level)
+    assert (augmented[:, 3:].int() - (255 - augmented[:, :3].int())).abs().max() <= 1
+    assert not torch.equal(augmented, batch)
+    # a different draw per image: not all images moved the same way
+    shifts = [(augmented[i, :3].float() - batch[i, :3].float()).abs().mean() for i in range(8)]
+    assert len({round(float(s), 3) for s in shifts}) > 1
+
+
+def test_augmentation_is_reproducible_from_its_generator():
+    batch = torch.randint(0, 256, (4, 6, 32, 32), dtype=torch.uint8)
+    first = augment_batch(batch, torch.Generator().manual_seed(3))
+    again = augment_batch(batch, torch.Generator().manual_seed(3))
+    assert torch.equal(first, again)
+
+
+def test_items_augment_only_when_asked(tmp_path):
+    write_pairs(tmp_path / 'split', 1)
+    plain = dataset(tmp_path / 'split', tmp_path)
+    assert torch.equal(plain[0][0], plain[0][0])
+    augmented = dataset(tmp_path / 'split', tmp_path, augment=True)
+    torch.manual_seed(0)
+    draws = [augmented[0][0] for _ in range(4)]
+    assert any(not torch.equal(draws[0], d) for d in draws[1:])
+
+
+def test_to_float_range():
+    batch = torch.tensor([0, 255], dtype=torch.uint8).repeat(1, 6, 1, 1).view(1, 6, 1, 2)
+    input_image, target_image = to_float(batch)
+    assert input_image.min() == -1 and target_image.max() == 1
+
+
+def test_cache_is_reused_and_rebuilt_when_an_image_changes(tmp_path):
+    split = write_pairs(tmp_path / 'split', 3)
+    first = dataset(split, tmp_path)
+    assert first.cache_path.exists()
+    assert dataset(split, tmp_path).cache_path == first.cache_path
+    before = first.pair_batch([1]).clone()
+    image = np.zeros((32, 64, 3), np.uint8)
+    cv2.imwrite(str(split / '2.jpg'), image)
+    changed = dataset(split, tmp_path)
+    assert changed.cache_path != first.cache_path
+    assert not first.cache_path.exists()  # the stale cache is removed
+    assert not torch.equal(changed.pair_batch([1]), before)
+    assert changed.pair_batch([1]).max() < 10
+
+
+def test_cache_and_plain_decoding_give_identical_batches(tmp_path):
+    split = write_pairs(tmp_path / 'split', 5)
+    cached = dataset(split, tmp_path)
+    in_ram = dataset(split, tmp_path, cache_dir='')
+    assert cached.cache_path is not None and in_ram.cache_path is None
+    order = [4, 0, 3]
+    assert torch.equal(cached.pair_batch(order), in_ram.pair_batch(order))
+    generator = torch.Generator().manual_seed(0), torch.Generator().manual_seed(0)
+    assert torch.equal(augment_batch(cached.pair_batch(order), generator[0]),
+                       augment_batch(in_ram.pair_batch(order), generator[1]))
+
+
+def test_dataset_pickles_without_its_pixels(tmp_path):
+    import pickle
+    data = dataset(write_pairs(tmp_path / 'split', 2), tmp_path)
+    data.pair_batch([0])
+    copy = pickle.loads(pickle.dumps(data))
+    assert copy._pixels is None and torch.equal(copy.pair_batch([1]), data.pair_batch([1]))
+
+
+def png_16bit_grey(width, height):
+    """A 16-bit greyscale PNG, written by hand (OpenCV would write one too, but
+    this keeps the test independent of how OpenCV chooses to encode)."""
+    rows = b''.join(b'\0' + b'\x80\x00' * width for _ in range(height))
+    def chunk(kind, data):
+        return struct.pack('>I', len(data)) + kind + data + struct.pack('>I', zlib.crc32(kind + data))
+    header = struct.pack('>IIBBBBB', width, height, 16, 0, 0, 0, 0)
+    return b'\x89PNG\r\n\x1a\n' + chunk(b'IHDR', header) + chunk(b'IDAT', zlib.compress(rows)) + chunk(b'IEND', b'')
+
+
+def cmyk_jpeg():
+    """A CMYK JPEG, made with Pillow when it is installed."""
+    image_module = pytest.importorskip('PIL.Image')
+    import io
+    buffer = io.BytesIO()
+    image_module.new('CMYK', (32, 16), (0, 255, 255, 0)).save(buffer, 'JPEG')
+    return buffer.getvalue()
+
+
+def good_jpeg():
+    return cv2.imencode('.jpg', np.full((16, 32, 3), 200, np.uint8))[1].tobytes()
+
+
+# file content -> None (loads, converted) or the words of its one-line error
+BAD_INPUTS = {
+    'truncated': (lambda: good_jpeg()[:-40], 'truncated JPEG'),
+    'zero_bytes': (lambda: b'', 'empty file'),
+    'png_named_jpg': (lambda: cv2.imencode('.png', np.zeros((16, 32, 3), np.uint8))[1].tobytes(), None),
+    'one_pixel': (lambda: cv2.imencode('.png', np.zeros((1, 1, 3), np.uint8))[1].tobytes(), 'odd width'),
+    'odd_width': (lambda: cv2.imencode('.png', np.zeros((16, 33, 3), np.uint8))[1].tobytes(), 'odd width'),
+    'png_16bit': (lambda: png_16bit_grey(32, 16), None),
+    'grey': (lambda: cv2.imencode('.png', np.zeros((16, 32), np.uint8))[1].tobytes(), None),
+    'alpha': (lambda: cv2.imencode('.png', np.zeros((16, 32, 4), np.uint8))[1].tobytes(), None),
+    'text': (lambda: b'this is not an image\n', 'not a readable image'),
+}
+
+
+@pytest.mark.parametrize('case', sorted(BAD_INPUTS) + ['cmyk'])
+def test_bad_image_outcome(tmp_path, case):
+    make, error = BAD_INPUTS.get(case, (cmyk_jpeg, None))
+    (tmp_path / '1.jpg').write_bytes(make())
+    if error is None:
+        input_image, target_image = dataset(tmp_path, tmp_path, image_size=16)[0]
+        assert input_image.shape == target_image.shape == (3, 16, 16)
+    else:
+        with pytest.raises(DatasetError, match=error) as info:
+            dataset(tmp_path, tmp_path, image_size=16)
+        assert '1.jpg' in str(info.value) and '\n' not in str(info.value)
+
+
+def test_skip_bad_images_warns_and_counts(tmp_path):
+    write_pairs(tmp_path, 3)
+    (tmp_path / '2.jpg').write_bytes(b'')
+    (tmp_path / '4.jpg').write_text('nope')
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter('always')
+        data = dataset(tmp_path, tmp_path, skip_bad_images=True)
+    assert len(data) == 2 and len(data.skipped) == 2 and len(caught) == 2
+    assert [data.file_of(i).name for i in range(2)] == ['1.jpg', '3.jpg']
+
+
+def test_missing_file_from_list(tmp_path):
+    write_pairs(tmp_path / 'train', 1)
+    (tmp_path / 'list.txt').write_text('train/1.jpg\ntrain/7.jpg\n')
+    with pytest.raises(DatasetError, match='7.jpg: cannot read'):
+        dataset(tmp_path / 'list.txt', tmp_path)
+
+
+def test_empty_or_missing_source(tmp_path):
+    (tmp_path / 'empty').mkdir()
+    with pytest.raises(DatasetError, match='no images'):
+        dataset(tmp_path / 'empty', tmp_path)
+    with pytest.raises(DatasetError, match='no such folder'):
+        dataset(tmp_path / 'absent', tmp_path)
+
+
+def test_mixed_native_sizes_are_refused(tmp_path):
+    write_pairs(tmp_path, 1, size=32)
+    write_pairs(tmp_path, 1, size=16, start=2)
+    with pytest.raises(DatasetError, match='2.jpg: size 32x16 differs'):
+        dataset(tmp_path, tmp_path, image_size=0)
+
+
+@pytest.mark.skipif(not (REAL_DATA / 'facades').is_dir(), reason='real facades data not present')
+def test_real_facades_halves(tmp_path):
+    data = dataset(REAL_DATA / 'facades' / 'val', tmp_path, image_size=256)
+    assert len(data) == 100
+    photo, labels = data[0]
+    assert photo.shape == labels.shape == (3, 256, 256)
+    # the label map is made of few flat colours, the photo of many
+    assert len(torch.unique(labels.view(3, -1), dim=1).T) < len(torch.unique(photo.view(3, -1), dim=1).T)

@@ -1,0 +1,104 @@
+"""Tests for predict.py: a checkpoint from a tiny training run applied to
+unpaired images of odd sizes, bad files among them."""
+import re
+
+import cv2
+import numpy as np
+import pytest
+
+from conftest import run_script, tiny_run_args, write_pairs
+
+SIZES = {'wide': (30, 40), 'square': (64, 64), 'tall': (50, 17)}  # name: (height, width)
+
+
+def train(tmp_path_factory, image_size):
+    """latest.pth of a one-epoch run on the tiny set."""
+    out = tmp_path_factory.mktemp('run')
+    write_pairs(out / 'tiny' / 'train', 8, seed=1)
+    write_pairs(out / 'tiny' / 'val', 4, seed=2)
+    run_script('train.py', *tiny_run_args(out / 'tiny', out, num_epochs=1, image_size=image_size), cwd=out)
+    return out / 'checkpoints' / 'latest.pth'
+
+
+@pytest.fixture(scope='module')
+def checkpoint_path(tmp_path_factory):
+    """A network trained on 32x32 squares: predict resizes every input to that."""
+    return train(tmp_path_factory, 32)
+
+
+@pytest.fixture(scope='module')
+def native_checkpoint(tmp_path_factory):
+    """Trained with image_size 0: predict rounds each side to a multiple of 16 instead."""
+    return train(tmp_path_factory, 0)
+
+
+@pytest.fixture
+def photos(tmp_path):
+    """A folder of random images of the SIZES, as PNG and JPEG."""
+    folder = tmp_path / 'photos'
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for i, (name, shape) in enumerate(SIZES.items()):
+        cv2.imwrite(str(folder / f'{name}.{"png" if i % 2 else "jpg"}'), rng.integers(0, 256, (*shape, 3), np.uint8))
+    return folder
+
+
+def stderr_lines(result, text):
+    """Lines of stderr that mention text; the progress bar redraws with \\r."""
+    return [line for line in re.split(r'[\r\n]', result.stderr) if text in line]
+
+
+@pytest.mark.parametrize('trained', ['checkpoint_path', 'native_checkpoint'])
+def test_outputs_keep_the_input_sizes(trained, photos, tmp_path, request):
+    result = run_script('predict.py', request.getfixturevalue(trained), photos, '--out', tmp_path / 'out', cwd=tmp_path)
+    for name, shape in SIZES.items():
+        output = cv2.imread(str(tmp_path / 'out' / f'{name}.png'))
+        assert output.shape == (*shape, 3), name
+    assert 'wrote 3 of 3' in result.stdout
+
+
+def test_panels_show_the_input_beside_the_output(checkpoint_path, photos, tmp_path):
+    run_script('predict.py', checkpoint_path, photos, '--panels', cwd=tmp_path)  # default out: predictions/
+    for name, (height, width) in SIZES.items():
+        panel = cv2.imread(str(tmp_path / 'predictions' / f'{name}.png'))
+        assert panel.shape == (height, 2 * width, 3), name
+    square = cv2.imread(str(photos / 'square.png'))  # PNG: lossless, so the input half is exact
+    assert np.array_equal(cv2.imread(str(tmp_path / 'predictions' / 'square.png'))[:, :64], square)
+
+
+def test_a_single_file_and_shared_names(checkpoint_path, photos, tmp_path):
+    run_script('predict.py', checkpoint_path, photos / 'tall.jpg', '--out', tmp_path / 'one', cwd=tmp_path)
+    assert [path.name for path in (tmp_path / 'one').iterdir()] == ['tall.png']
+    cv2.imwrite(str(photos / 'wide.png'), np.zeros((8, 8, 3), np.uint8))  # beside wide.jpg
+    run_script('predict.py', checkpoint_path, photos, '--out', tmp_path / 'all', cwd=tmp_path)
+    names = sorted(path.name for path in (tmp_path / 'all').iterdir())
+    assert names == ['square.png', 'tall.png', 'wide.jpg.png', 'wide.png.png']
+
+
+def test_bad_files_are_reported_and_skipped(checkpoint_path, photos, tmp_path):
+    (photos / 'notes.jpg').write_text('not an image')
+    (photos / 'empty.png').write_bytes(b'')
+    jpeg = cv2.imencode('.jpg', np.full((40, 40, 3), 128, np.uint8))[1].tobytes()
+    (photos / 'cut.jpg').write_bytes(jpeg[:len(jpeg) // 2])
+    result = run_script('predict.py', checkpoint_path, photos, '--out', tmp_path / 'out', cwd=tmp_path)
+    for name in ('notes.jpg', 'empty.png', 'cut.jpg'):
+        assert len(stderr_lines(result, name)) == 1, result.stderr
+    assert sorted(path.name for path in (tmp_path / 'out').iterdir()) == ['square.png', 'tall.png', 'wide.png']
+    assert 'Traceback' not in result.stderr
+
+
+def test_nothing_readable_is_an_error(checkpoint_path, tmp_path):
+    (tmp_path / 'bad.jpg').write_text('not an image')
+    result = run_script('predict.py', checkpoint_path, tmp_path / 'bad.jpg', cwd=tmp_path, check=False)
+    assert result.returncode != 0
+    assert len(stderr_lines(result, 'bad.jpg')) == 1
+    assert result.stderr.strip().splitlines()[-1].startswith('error: ')
+
+
+@pytest.mark.parametrize('bad', ['missing.pth', 'empty.pth'])
+def test_a_bad_checkpoint_is_one_line(photos, tmp_path, bad):
+    (tmp_path / 'empty.pth').write_bytes(b'')
+    result = run_script('predict.py', tmp_path / bad, photos, cwd=tmp_path, check=False)
+    assert result.returncode == 2
+    assert result.stderr.startswith('error: ') and len(result.stderr.strip().splitlines()) == 1
+    assert bad in result.stderr

@@ -1,0 +1,206 @@
+import os
+import pickle
+import stat
+
+import cv2
+import pytest
+import torch
+
+import checkpoint
+from conftest import REAL_DATA, run_script, tiny_run_args, write_pairs
+
+
+def train(data, out, *extra, check=True, env=None, **settings):
+    out.mkdir(parents=True, exist_ok=True)
+    return run_script('train.py', *tiny_run_args(data, out, **settings), *extra, cwd=out, check=check, env=env)
+
+
+def weights(path):
+    return checkpoint.load(path)['model']
+
+
+def same_weights(a, b):
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_two_epoch_run_writes_panels_checkpoints_and_metrics(pairs_dir, tmp_path):
+    result = train(pairs_dir, tmp_path)
+    assert 'config: dataset=' in result.stdout and 'epoch 2:' in result.stdout
+    for split in ('train_results', 'val_results'):
+        for epoch in (1, 2):
+            panels = sorted((tmp_path / split / f'epoch_{epoch}').glob('*.png'))
+            assert [p.stem for p in panels] == ['1', '2']
+            image = cv2.imread(str(panels[0]))
+            assert image.shape == (32, 96, 3)  # input | target | output
+    for name in ('fcn_epoch_1.pth', 'fcn_epoch_2.pth', 'latest.pth'):
+        state = checkpoint.load(tmp_path / 'checkpoints' / name)
+        assert {'model', 'optimizer', 'scheduler', 'epoch', 'config', 'history'} <= set(state)
+    lines = (tmp_path / 'checkpoints' / 'metrics.csv').read_text().splitlines()
+    assert lines[0].split(',')[:2] == ['epoch', 'train_l1'] and len(lines) == 3
+    assert {'val_l1', 'lr', 'seconds'} <= set(lines[0].split(','))
+
+
+def test_save_every_picks_the_epochs(pairs_dir, tmp_path):
+    train(pairs_dir, tmp_path, num_epochs=3, save_every=2, validate_every=2)
+    assert sorted(p.name for p in (tmp_path / 'checkpoints').glob('fcn_epoch_*')) == \
+        ['fcn_epoch_2.pth', 'fcn_epoch_3.pth']
+    assert sorted(p.name for p in (tmp_path / 'val_results').iterdir() if p.is_dir()) == ['epoch_2', 'epoch_3']
+    history = checkpoint.load(tmp_path / 'checkpoints' / 'latest.pth')['history']
+    assert ['val_l1' in row for row in history] == [False, True, True]
+
+
+def test_same_seed_same_weights(pairs_dir, tmp_path):
+    train(pairs_dir, tmp_path / 'a', num_epochs=1)
+    train(pairs_dir, tmp_path / 'b', num_epochs=1)
+    train(pairs_dir, tmp_path / 'c', num_epochs=1, seed=1)
+    first, again, other = (weights(tmp_path / run / 'checkpoints' / 'latest.pth') for run in 'abc')
+    assert same_weights(first, again) and not same_weights(first, other)
+
+
+def test_resume_continues_exactly(pairs_dir, tmp_path):
+    train(pairs_dir, tmp_path / 'straight', num_epochs=4, lr_schedule='constant')
+    train(pairs_dir, tmp_path / 'split', num_epochs=2, lr_schedule='constant')
+    result = train(pairs_dir, tmp_path / 'split', '--resume', num_epochs=4, lr_schedule='constant')
+    assert 'resumed from epoch 2' in result.stdout
+    straight = checkpoint.load(tmp_path / 'straight' / 'checkpoints' / 'latest.pth')
+    resumed = checkpoint.load(tmp_path / 'split' / 'checkpoints' / 'latest.pth')
+    assert resumed['epoch'] == 4 and same_weights(straight['model'], resumed['model'])
+    assert [row['train_l1'] for row in straight['history']] == [row['train_l1'] for row in resumed['history']]
+
+
+def test_resume_refuses_a_changed_network(pairs_dir, tmp_path):
+    train(pairs_dir, tmp_path, num_epochs=1)
+    result = train(pairs_dir, tmp_path, '--resume', num_epochs=2, width=8, check=False)
+    assert result.returncode != 0 and 'width=4' in result.stderr and 'Traceback' not in result.stderr
+
+
+@pytest.mark.parametrize('fault', ['kill_after_epoch@2', 'kill_in_save@3'])
+def test_killed_run_resumes_to_the_same_weights(pairs_dir, tmp_path, fault):
+    """SIGKILL right after an epoch's checkpoint, or halfway through writing one:
+    --resume loses at most that epoch and ends where an unkilled run ends."""
+    settings = dict(num_epochs=4, save_every=2)
+    train(pairs_dir, tmp_path / 'straight', **settings)
+    killed = train(pairs_dir, tmp_path / 'killed', check=False, env={'PIX2PIX_FAULT': fault}, **settings)
+    assert killed.returncode == -9
+    latest = checkpoint.load(tmp_path / 'killed' / 'checkpoints' / 'latest.pth')  # never torn
+    assert latest['epoch'] == 2
+    train(pairs_dir, tmp_path / 'killed', '--resume', **settings)
+    straight = weights(tmp_path / 'straight' / 'checkpoints' / 'latest.pth')
+    assert same_weights(straight, weights(tmp_path / 'killed' / 'checkpoints' / 'latest.pth'))
+    assert not list((tmp_path / 'killed' / 'checkpoints').glob('.*.tmp'))
+
+
+def test_nan_loss_stops_and_keeps_the_last_checkpoint(pairs_dir, tmp_path):
+    result = train(pairs_dir, tmp_path, check=False, env={'PIX2PIX_FAULT': 'nan_loss@2'})
+    assert result.returncode == 1 and 'loss became nan in epoch 2' in result.stderr
+    assert 'Traceback' not in result.stderr
+    assert checkpoint.load(tmp_path / 'checkpoints' / 'latest.pth')['epoch'] == 1
+
+
+def test_gan_step_changes_generator_and_discriminator(pairs_dir, tmp_path):
+    train(pairs_dir, tmp_path, gan=True, batch_size=8)  # one step per epoch
+    first = checkpoint.load(tmp_path / 'checkpoints' / 'fcn_epoch_1.pth')
+    second = checkpoint.load(tmp_path / 'checkpoints' / 'fcn_epoch_2.pth')
+    assert not same_weights(first['model'], second['model'])
+    assert not same_weights(first['discriminator'], second['discriminator'])
+    assert {'d_loss', 'g_gan'} <= set(second['history'][-1])
+
+
+@pytest.mark.parametrize('argument, message', [
+    ('--num_epoch=3', 'unknown setting'),
+    ('--num_epochs=three', 'expected int'),
+    ('--num_epochs=2.5', 'expected int'),
+    ('--lr=fast', 'expected float'),
+    ('--gan=maybe', 'expected bool'),
+    ('--direction=AtoC', 'expected one of AtoB, BtoA'),
+    ('--model=resnet', 'expected one of fcn, unet256'),
+    ('num_epochs=3', 'unknown setting'),
+])
+def test_bad_settings_are_one_line_errors(tmp_path, argument, message):
+    result = run_script('train.py', argument, cwd=tmp_path, check=False)
+    assert result.returncode != 0 and message in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    if 'unknown' in message:
+        assert 'batch_size' in result.stderr  # lists the valid names
+
+
+def test_overrides_are_typed():
+    import train
+    assert train.parse_overrides(['--lr=1e-3', '--num_epochs=7', '--gan=true', '--dataset=x', '--resume'],
+                                 train.config) == \
+        {'lr': 1e-3, 'num_epochs': 7, 'gan': True, 'dataset': 'x', 'resume': 'latest'}
+    assert train.parse_overrides(['--lr=1'], train.config)['lr'] == 1.0
+
+
+def test_missing_dataset_names_the_download_command(tmp_path):
+    result = run_script('train.py', '--dataset=cityscapes', cwd=tmp_path, check=False)
+    assert result.returncode != 0 and 'bash download_facades_dataset.sh cityscapes' in result.stderr
+    assert 'Traceback' not in result.stderr
+
+
+def test_image_size_the_network_cannot_take_is_reported_before_training(tmp_path):
+    data = tmp_path / 'data'
+    write_pairs(data / 'train', 2, size=40)
+    write_pairs(data / 'val', 1, size=40)
+    result = train(data, tmp_path, image_size=0, check=False)
+    assert result.returncode != 0 and 'multiples of 16' in result.stderr and 'epoch 1' not in result.stdout
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason='root can write anywhere')
+def test_unwritable_output_folder_is_reported_before_training(pairs_dir, tmp_path):
+    locked = tmp_path / 'locked'
+    locked.mkdir()
+    locked.chmod(stat.S_IRUSR | stat.S_IXUSR)
+    result = train(pairs_dir, tmp_path, checkpoint_dir=locked / 'checkpoints', check=False)
+    assert result.returncode != 0 and 'cannot write to output folder' in result.stderr
+
+
+def test_output_folder_that_is_a_file_is_reported_before_training(pairs_dir, tmp_path):
+    (tmp_path / 'blocked').write_text('a file where a folder should be')
+    result = train(pairs_dir, tmp_path, checkpoint_dir=tmp_path / 'blocked' / 'checkpoints', check=False)
+    assert result.returncode != 0 and 'cannot write to output folder' in result.stderr
+    assert 'epoch 1' not in result.stdout
+
+
+def test_checkpoint_loader_refuses_code(tmp_path):
+    class RunsCode:
+        def __reduce__(self):
+            return (os.system, (f'touch {tmp_path / "pwned"}',))
+    path = tmp_path / 'evil.pth'
+    torch.save({'format': checkpoint.FORMAT, 'payload': RunsCode()}, path)
+    with pytest.raises(checkpoint.CheckpointError, match='refused to load'):
+        checkpoint.load(path)
+    assert not (tmp_path / 'pwned').exists()
+    plain = tmp_path / 'plain.pkl'
+    plain.write_bytes(pickle.dumps(RunsCode()))
+    with pytest.raises(checkpoint.CheckpointError):
+        checkpoint.load(plain)
+    assert not (tmp_path / 'pwned').exists()
+
+
+def test_checkpoint_loader_names_what_it_found(pairs_dir, tmp_path):
+    torch.save({'state_dict': {}}, tmp_path / 'other.pth')
+    with pytest.raises(checkpoint.CheckpointError, match='not a checkpoint of this repo'):
+        checkpoint.load(tmp_path / 'other.pth')
+    (tmp_path / 'text.pth').write_text('hello')
+    with pytest.raises(checkpoint.CheckpointError, match='not a readable PyTorch checkpoint'):
+        checkpoint.load(tmp_path / 'text.pth')
+    train(pairs_dir, tmp_path, num_epochs=1)
+    state = checkpoint.load(tmp_path / 'checkpoints' / 'latest.pth')
+    state['config'] = dict(state['config'], skips=False)
+    checkpoint.save(state, tmp_path / 'mismatch.pth')
+    with pytest.raises(checkpoint.CheckpointError, match='do not fit the network fcn without skips, width 4'):
+        checkpoint.load_generator(tmp_path / 'mismatch.pth')
+
+
+@pytest.mark.skipif(not (REAL_DATA / 'facades').is_dir(), reason='real facades data not present')
+def test_real_facades_smoke(tmp_path):
+    """One short epoch on 16 real pairs: the whole path from JPEG to panels."""
+    data = tmp_path / 'facades'
+    for split, count in (('train', 16), ('val', 4)):
+        (data / split).mkdir(parents=True)
+        for i in range(1, count + 1):
+            (data / split / f'{i}.jpg').symlink_to(REAL_DATA / 'facades' / split / f'{i}.jpg')
+    result = train(data, tmp_path, image_size=256, num_epochs=1, width=8)
+    assert 'epoch 1:' in result.stdout
+    assert cv2.imread(str(tmp_path / 'val_results' / 'epoch_1' / '1.png')).shape == (256, 768, 3)

@@ -1,0 +1,490 @@
+"""Train a paired image-to-image network (Pix2Pix) on a folder of left|right images.
+
+    python train.py                                   # the settings below
+    python train.py --dataset=cityscapes --num_epochs=100
+    python train.py --resume                          # continue checkpoints/latest.pth
+    torchrun --nproc_per_node=4 train.py --model=unet256 --gan=True
+
+Every setting is a plain assignment in the block below: edit it, or override it
+on the command line as --name=value.
+"""
+import ast
+import math
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+
+# ----------------------------------------------------------------------------- settings
+# data
+dataset = 'facades'          # a name under datasets/, or a folder holding train/ and val/
+direction = 'AtoB'           # AtoB: left -> right half (photo -> label map); BtoA: the reverse
+image_size = 256             # each half is resized to this square when decoded; 0 keeps the file's size
+augment = True               # pix2pix random jitter (upscale 286, crop 256) and mirroring
+skip_bad_images = False      # warn about and skip unreadable images instead of stopping
+cache_dir = 'datasets/cache'  # decoded pixels, memory-mapped across runs; '' decodes into RAM each run
+# model
+model = 'fcn'                # 'fcn' (4 down + 4 up blocks) or 'unet256' (the Pix2Pix generator)
+width = 32                   # channels of the first block (the assignment's FCN: 8)
+skips = True                 # fcn only: join each down block to its mirrored up block
+gan = False                  # add the 70x70 PatchGAN discriminator and its loss
+gan_loss = 'vanilla'         # 'vanilla' (BCE) or 'lsgan' (least squares)
+lambda_l1 = 100.0            # weight of L1 against the GAN loss (the paper's 100)
+# optimisation
+num_epochs = 200
+batch_size = 16              # per process: under torchrun the global batch is batch_size x processes
+lr = 2e-4
+beta1 = 0.5
+beta2 = 0.999
+lr_schedule = 'linear'       # 'linear': constant, then linearly to 0 over the last half (pix2pix);
+                             # 'step': x lr_gamma every lr_step epochs (the assignment); 'constant'
+lr_step = 200
+lr_gamma = 0.2
+scale_lr = False             # under torchrun: multiply lr by the number of processes
+# output
+validate_every = 1           # epochs between validation passes
+save_every = 50              # epochs between numbered checkpoints and result images (and the last epoch)
+num_samples = 5              # fixed train and val images saved as input | target | output panels
+checkpoint_dir = 'checkpoints'
+train_results_dir = 'train_results'
+val_results_dir = 'val_results'
+resume = ''                  # 'latest' (bare --resume) or a checkpoint path: continue that run exactly
+tensorboard = False          # also log to checkpoint_dir/tensorboard
+# system
+seed = 0
+device = 'auto'              # 'auto' (CUDA when present), 'cpu', 'cuda', 'cuda:1', ...
+threads = 0                  # CPU threads per process; 0: the cores, shared among local processes
+num_workers = -1             # loader processes; -1: none on CPU (the cache makes loading cheap), 2 on CUDA
+amp = 'auto'                 # 'auto': bf16 on CUDA and on CPUs with bf16 units, else off; 'bf16', 'fp16', 'off'
+channels_last = True         # NHWC memory format, faster convolutions on CPU and tensor cores
+compile = False              # torch.compile the networks (pays off only for long GPU runs)
+sync_bn = True               # under torchrun: SyncBatchNorm, so statistics cover the global batch
+backend = 'auto'             # torchrun process group: 'auto' (nccl on CUDA, gloo on CPU), 'gloo', 'nccl'
+# -----------------------------------------------------------------------------
+config = {name: value for name, value in globals().items()
+          if not name.startswith('_') and isinstance(value, (bool, int, float, str))}
+CHOICES = {'direction': ('AtoB', 'BtoA'), 'model': ('fcn', 'unet256'), 'gan_loss': ('vanilla', 'lsgan'),
+           'lr_schedule': ('linear', 'step', 'constant'), 'amp': ('auto', 'bf16', 'fp16', 'off'),
+           'backend': ('auto', 'gloo', 'nccl')}
+# settings that may differ when a run is resumed; the others must match the checkpoint
+RESUMABLE = {'num_epochs', 'resume', 'device', 'threads', 'num_workers', 'validate_every', 'save_every',
+             'tensorboard', 'compile', 'skip_bad_images', 'cache_dir', 'backend'}
+
+
+class UserError(Exception):
+    """Something the user can fix; printed as one line, no traceback."""
+
+
+def parse_overrides(argv, defaults):
+    """['--name=value', ...] -> {name: value}, each typed like its default."""
+    valid = ', '.join(defaults)
+    overrides = {}
+    for argument in argv:
+        name, has_value, text = argument[2:].partition('=') if argument.startswith('--') else ('', '', '')
+        if name == 'resume' and not has_value:
+            has_value, text = True, 'latest'
+        if name not in defaults or not has_value:
+            raise UserError(f'unknown setting {argument!r}; use --name=value with a name from: {valid}')
+        default = defaults[name]
+        try:
+            if isinstance(default, bool):
+                value = {'true': True, 'false': False, '1': True, '0': False}[text.lower()]
+            elif isinstance(default, (int, float)):
+                value = ast.literal_eval(text) if text not in ('inf', 'nan') else float(text)
+                if isinstance(value, bool) or not isinstance(value, (int, float)) or \
+                        (isinstance(default, int) and not isinstance(value, int)):
+                    raise ValueError
+                value = type(default)(value)
+            else:
+                value = text
+        except (ValueError, SyntaxError, KeyError):
+            raise UserError(f'--{name}={text}: expected {type(default).__name__} like the default {default!r}') from None
+        if name in CHOICES and value not in CHOICES[name]:
+            raise UserError(f'--{name}={text}: expected one of {", ".join(CHOICES[name])}')
+        overrides[name] = value
+    return overrides
+
+
+def fault(point):
+    """Test hook: PIX2PIX_FAULT=kill_after_epoch@3 SIGKILLs the process at that point."""
+    if os.environ.get('PIX2PIX_FAULT') == point:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+# the settings are parsed before the heavy imports, so a typo fails at once
+if __name__ == '__main__':
+    try:
+        _overrides = parse_overrides(sys.argv[1:], config)
+    except UserError as _error:
+        sys.exit(f'error: {_error}')
+
+import numpy as np
+import torch
+import torch.distributed as dist
+import torch.nn as nn
+import torch.nn.functional as F
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, DistributedSampler
+from tqdm import tqdm
+
+import checkpoint
+import visualize
+from FCN_network import SIDE_MULTIPLE, PatchDiscriminator, build_generator
+from facades_dataset import DatasetError, FacadesDataset, augment_batch, to_float
+
+
+def setup_processes(config):
+    """(rank, world_size, device); joins the process group under torchrun."""
+    rank, world_size = int(os.environ.get('RANK', 0)), int(os.environ.get('WORLD_SIZE', 1))
+    local_rank = int(os.environ.get('LOCAL_RANK', 0))
+    name = config['device']
+    if name == 'auto':
+        name = 'cuda' if torch.cuda.is_available() else 'cpu'
+    if name.startswith('cuda') and not torch.cuda.is_available():
+        raise UserError(f'--device={name}: CUDA is not available on this machine')
+    if name == 'cuda' and world_size > 1:
+        name = f'cuda:{local_rank}'
+    device = torch.device(name)
+    if device.type == 'cuda':
+        torch.cuda.set_device(device)
+    local_processes = int(os.environ.get('LOCAL_WORLD_SIZE', 1))
+    torch.set_num_threads(config['threads'] or max(1, (os.cpu_count() or 1) // local_processes))
+    if world_size > 1:
+        backend = config['backend']
+        if backend == 'auto':
+            backend = 'nccl' if device.type == 'cuda' else 'gloo'
+        dist.init_process_group(backend, device_id=device if backend == 'nccl' else None)
+    return rank, world_size, device
+
+
+def resolve_amp(setting, device):
+    """The autocast dtype, or None for full fp32."""
+    if setting == 'off':
+        return None
+    if setting == 'auto':
+        if device.type == 'cuda':
+            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        cpu_has_bf16 = torch.cpu._is_amx_tile_supported() or torch.cpu._is_avx512_bf16_supported()
+        return torch.bfloat16 if cpu_has_bf16 else None
+    return {'bf16': torch.bfloat16, 'fp16': torch.float16}[setting]
+
+
+def split_source(config, split):
+    """The list file or folder of one split of the configured dataset."""
+    root = Path(config['dataset'])
+    if not root.is_dir():
+        root = Path('datasets') / config['dataset']
+    if not root.is_dir():
+        raise UserError(f"dataset {config['dataset']!r} not found (looked in {config['dataset']} and {root}); "
+                        f"run: bash download_facades_dataset.sh {Path(config['dataset']).name}")
+    list_file = root / f'{split}_list.txt'
+    if list_file.is_file():
+        return list_file
+    if (root / split).is_dir():
+        return root / split
+    raise UserError(f'{root} has no {split}/ folder or {split}_list.txt')
+
+
+def load_split(config, split, rank, world_size):
+    """The rank-0 process decodes and caches; the others then map its cache."""
+    def make():
+        return FacadesDataset(split_source(config, split), config['direction'], image_size=config['image_size'],
+                              cache_dir=config['cache_dir'], skip_bad_images=config['skip_bad_images'],
+                              progress=rank == 0)
+    data = make() if rank == 0 else None
+    if world_size > 1:
+        dist.barrier()
+    data = data or make()
+    side = data.pixels.shape[1]
+    multiple = SIDE_MULTIPLE[config['model']]
+    if side % multiple or data.pixels.shape[2] // 2 % multiple:
+        raise UserError(f"{split} images are {data.pixels.shape[2] // 2}x{side} per half, but {config['model']} "
+                        f'needs sides that are multiples of {multiple}; set image_size to one (e.g. 256)')
+    return data
+
+
+def lr_factor(config):
+    """The learning-rate multiplier per epoch (0-based) of the chosen schedule."""
+    if config['lr_schedule'] == 'linear':
+        decay_start = config['num_epochs'] // 2
+        return lambda epoch: 1.0 - max(0, epoch + 1 - decay_start) / (config['num_epochs'] - decay_start + 1)
+    if config['lr_schedule'] == 'step':
+        return lambda epoch: config['lr_gamma'] ** ((epoch + 1) // config['lr_step'])
+    return lambda epoch: 1.0
+
+
+def gan_criterion(kind):
+    def criterion(prediction, is_real):
+        target = torch.full_like(prediction, float(is_real))
+        if kind == 'lsgan':
+            return F.mse_loss(prediction, target)
+        return F.binary_cross_entropy_with_logits(prediction, target)
+    return criterion
+
+
+def epoch_seed(config, epoch, rank):
+    """All randomness of an epoch (shuffle aside) derives from (seed, epoch, rank),
+    so a resumed run repeats exactly what the uninterrupted run would do, on
+    every rank, with no random state carried between epochs."""
+    return int(np.random.SeedSequence([config['seed'], epoch, rank]).generate_state(1)[0])
+
+
+@torch.no_grad()
+def validate(generator, data, config, device, amp_dtype):
+    """Mean absolute error over every pixel and channel of the split, on [-1, 1]."""
+    generator.eval()
+    total, count = 0.0, 0
+    for start in range(0, len(data), 2 * config['batch_size']):
+        batch = data.pair_batch(range(start, min(start + 2 * config['batch_size'], len(data))))
+        input_image, target_image = to_float(batch.to(device))
+        with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
+            output = generator(prepare(input_image, config))
+        total += (output.float() - target_image).abs().sum().item()
+        count += target_image.numel()
+    generator.train()
+    return total / count
+
+
+def prepare(images, config):
+    return images.contiguous(memory_format=torch.channels_last) if config['channels_last'] else images
+
+
+@torch.no_grad()
+def save_samples(generator, data, folder, config, device, amp_dtype):
+    """Input | target | output panels of the first num_samples pairs as folder/NAME.png;
+    returns {name: RGB uint8 panel}."""
+    indices = list(range(min(config['num_samples'], len(data))))
+    if not indices:
+        return {}
+    input_image, target_image = to_float(data.pair_batch(indices).to(device))
+    generator.eval()
+    with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
+        output = generator(prepare(input_image, config))
+    generator.train()
+    names = [Path(data.file_of(i)).stem for i in indices]
+    panels = visualize.make_panels(input_image, target_image, output)
+    visualize.write_pngs(folder, names, panels)
+    return dict(zip(names, panels))
+
+
+def write_metrics_csv(path, history):
+    columns = list(dict.fromkeys(key for row in history for key in row))
+    lines = [','.join(columns)] + [','.join(format_value(row.get(key, '')) for key in columns) for row in history]
+    checkpoint.atomic_write(path, '\n'.join(lines) + '\n')
+
+
+def format_value(value):
+    return f'{value:.6g}' if isinstance(value, float) else str(value)
+
+
+def main(overrides):
+    cfg = dict(config, **overrides)
+    rank, world_size, device = setup_processes(cfg)
+    is_main = rank == 0
+    checkpoint_dir = Path(cfg['checkpoint_dir'])
+    resumed = None
+    if cfg['resume']:
+        path = checkpoint_dir / 'latest.pth' if cfg['resume'] == 'latest' else Path(cfg['resume'])
+        resumed = checkpoint.load(path)
+        saved = resumed['config']
+        cfg = {**config, **{k: v for k, v in saved.items() if k in config}, **overrides}
+        changed = [k for k in overrides if k not in RESUMABLE and overrides[k] != saved.get(k, overrides[k])]
+        if changed:
+            raise UserError(f'{path} was trained with ' + ', '.join(f'{k}={saved[k]!r}' for k in changed) +
+                            '; a resumed run must keep them (start a new run in another checkpoint_dir instead)')
+    if is_main:
+        print('config: ' + ' '.join(f'{k}={v}' for k, v in cfg.items()), flush=True)
+        for folder in (cfg['checkpoint_dir'], cfg['train_results_dir'], cfg['val_results_dir']):
+            try:
+                Path(folder).mkdir(parents=True, exist_ok=True)
+                checkpoint.atomic_write(Path(folder) / '.write_test', b'')
+                (Path(folder) / '.write_test').unlink()
+            except OSError as error:
+                raise UserError(f'cannot write to output folder {folder}: {error.strerror or error}') from None
+
+    train_set = load_split(cfg, 'train', rank, world_size)
+    val_set = load_split(cfg, 'val', rank, world_size) if is_main else None
+    if is_main:
+        print(f'data: {len(train_set)} train, {len(val_set)} val pairs from {cfg["dataset"]} ({cfg["direction"]})')
+    sampler = DistributedSampler(range(len(train_set)), num_replicas=world_size, rank=rank, shuffle=True,
+                                 seed=cfg['seed'])
+    workers = cfg['num_workers'] if cfg['num_workers'] >= 0 else (2 if device.type == 'cuda' else 0)
+    loader = DataLoader(range(len(train_set)), batch_size=cfg['batch_size'], sampler=sampler,
+                        collate_fn=train_set.pair_batch, num_workers=workers,
+                        pin_memory=device.type == 'cuda', persistent_workers=workers > 0)
+
+    torch.manual_seed(cfg['seed'])  # the same initial weights on every rank and every run
+    generator = build_generator(cfg).to(device)
+    discriminator = PatchDiscriminator().to(device) if cfg['gan'] else None
+    networks = [net for net in (generator, discriminator) if net is not None]
+    if world_size > 1 and cfg['sync_bn']:
+        networks = [nn.SyncBatchNorm.convert_sync_batchnorm(net) for net in networks]
+    if cfg['channels_last']:
+        networks = [net.to(memory_format=torch.channels_last) for net in networks]
+    generator, discriminator = networks[0], (networks[1] if cfg['gan'] else None)
+    lr = cfg['lr'] * (world_size if cfg['scale_lr'] else 1)
+    betas = (cfg['beta1'], cfg['beta2'])
+    optimizer = torch.optim.Adam(generator.parameters(), lr, betas=betas)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor(cfg))
+    optimizer_d = torch.optim.Adam(discriminator.parameters(), lr, betas=betas) if cfg['gan'] else None
+    scheduler_d = torch.optim.lr_scheduler.LambdaLR(optimizer_d, lr_factor(cfg)) if cfg['gan'] else None
+    amp_dtype = resolve_amp(cfg['amp'], device)
+    scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
+
+    history, start_epoch = [], 1
+    if resumed:
+        checkpoint.load_weights(generator, resumed['model'], path, cfg)
+        optimizer.load_state_dict(resumed['optimizer'])
+        scheduler.load_state_dict(resumed['scheduler'])
+        if cfg['gan']:
+            checkpoint.load_weights(discriminator, resumed['discriminator'], path, cfg)
+            optimizer_d.load_state_dict(resumed['optimizer_d'])
+            scheduler_d.load_state_dict(resumed['scheduler_d'])
+        scaler.load_state_dict(resumed['scaler'])
+        history, start_epoch = resumed['history'], resumed['epoch'] + 1
+        if is_main:
+            print(f'resumed from epoch {resumed["epoch"]}')
+
+    # the unwrapped networks are what checkpoints hold and validation runs
+    model_g, model_d = generator, discriminator
+    if world_size > 1:
+        generator = DistributedDataParallel(generator)
+        discriminator = DistributedDataParallel(discriminator) if cfg['gan'] else None
+    if cfg['compile']:
+        generator = torch.compile(generator)
+        discriminator = torch.compile(discriminator) if cfg['gan'] else None
+    criterion = gan_criterion(cfg['gan_loss'])
+    writer = open_tensorboard(checkpoint_dir) if cfg['tensorboard'] and is_main else None
+
+    for epoch in range(start_epoch, cfg['num_epochs'] + 1):
+        started = time.time()
+        epoch_lr = optimizer.param_groups[0]['lr']
+        sampler.set_epoch(epoch)
+        torch.manual_seed(epoch_seed(cfg, epoch, rank))  # dropout
+        augment_rng = torch.Generator().manual_seed(epoch_seed(cfg, epoch, rank))
+        sums = {'train_l1': torch.zeros((), device=device)}
+        if cfg['gan']:
+            sums.update(d_loss=torch.zeros((), device=device), g_gan=torch.zeros((), device=device))
+        steps = 0
+        bar = tqdm(loader, desc=f'epoch {epoch}/{cfg["num_epochs"]}', disable=not is_main, leave=False,
+                   dynamic_ncols=True)
+        for batch in bar:
+            batch = batch.to(device, non_blocking=True)
+            if cfg['augment']:
+                batch = augment_batch(batch, augment_rng)
+            input_image, target_image = (prepare(t, cfg) for t in to_float(batch))
+            with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
+                output = generator(input_image)
+            l1 = (output.float() - target_image).abs().mean()
+            if cfg['gan']:
+                # D first: real pairs vs this step's outputs, one backward each
+                loss_d = 0.0
+                for images, is_real in ((output.detach(), False), (target_image, True)):
+                    with torch.autocast(device.type, dtype=amp_dtype or torch.float32,
+                                        enabled=amp_dtype is not None):
+                        part = 0.5 * criterion(discriminator(input_image, images).float(), is_real)
+                    scaler.scale(part).backward()
+                    loss_d += part.detach()
+                scaler.step(optimizer_d)
+                optimizer_d.zero_grad(set_to_none=True)
+                # G is judged by the unwrapped D, which takes no gradient step here
+                model_d.requires_grad_(False)
+                with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
+                    g_gan = criterion(model_d(input_image, output).float(), True)
+                model_d.requires_grad_(True)
+                loss = g_gan + cfg['lambda_l1'] * l1
+                sums['d_loss'] += loss_d
+                sums['g_gan'] += g_gan.detach()
+            else:
+                loss = l1
+            if os.environ.get('PIX2PIX_FAULT') == f'nan_loss@{epoch}':  # test hook
+                loss = loss * float('nan')
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
+            optimizer.zero_grad(set_to_none=True)
+            sums['train_l1'] += l1.detach()
+            steps += 1
+            if steps % 10 == 1 or steps == len(loader):
+                running = sums['train_l1'].item() / steps
+                check_finite(loss.item(), epoch, checkpoint_dir)
+                bar.set_postfix(l1=f'{running:.4f}')
+        check_finite(loss.item(), epoch, checkpoint_dir)
+        scheduler.step()
+        if cfg['gan']:
+            scheduler_d.step()
+        if world_size > 1:  # every rank's mean, for the log
+            for value in sums.values():
+                dist.all_reduce(value)
+        row = {'epoch': epoch, **{k: v.item() / steps / world_size for k, v in sums.items()}}
+        final = epoch == cfg['num_epochs']
+        if is_main:
+            if epoch % cfg['validate_every'] == 0 or final or epoch % cfg['save_every'] == 0:
+                row['val_l1'] = validate(model_g, val_set, cfg, device, amp_dtype)
+            row['lr'] = epoch_lr
+            row['seconds'] = round(time.time() - started, 2)
+            history.append(row)
+            save_epoch(epoch, final, cfg, history, model_g, model_d, optimizer, scheduler, optimizer_d,
+                       scheduler_d, scaler, train_set, val_set, device, amp_dtype, writer)
+            tqdm.write(f'epoch {epoch}: ' + '  '.join(f'{k} {format_value(v)}' for k, v in row.items()
+                                                      if k != 'epoch'))
+            fault(f'kill_after_epoch@{epoch}')
+        if world_size > 1:
+            dist.barrier()
+    if world_size > 1:
+        dist.destroy_process_group()
+
+
+def check_finite(value, epoch, checkpoint_dir):
+    if not math.isfinite(value):
+        raise UserError(f'the loss became {value} in epoch {epoch}; training stopped, and '
+                        f'{checkpoint_dir / "latest.pth"} still holds the last good epoch (try a lower lr)')
+
+
+def save_epoch(epoch, final, cfg, history, model_g, model_d, optimizer, scheduler, optimizer_d, scheduler_d,
+               scaler, train_set, val_set, device, amp_dtype, writer):
+    """Everything a run writes at the end of an epoch: latest checkpoint, metrics
+    CSV, the loss curve at validated epochs, at save epochs a numbered checkpoint,
+    the sample panels and the galleries, and the TensorBoard log when it is on."""
+    checkpoint_dir = Path(cfg['checkpoint_dir'])
+    state = {'format': checkpoint.FORMAT, 'version': checkpoint.VERSION, 'epoch': epoch, 'config': cfg,
+             'history': history, 'model': model_g.state_dict(), 'optimizer': optimizer.state_dict(),
+             'scheduler': scheduler.state_dict(), 'scaler': scaler.state_dict()}
+    if cfg['gan']:
+        state.update(discriminator=model_d.state_dict(), optimizer_d=optimizer_d.state_dict(),
+                     scheduler_d=scheduler_d.state_dict())
+    write_metrics_csv(checkpoint_dir / 'metrics.csv', history)
+    if 'val_l1' in history[-1]:
+        visualize.plot_losses(Path(cfg['train_results_dir']) / 'loss.png', history)
+    panels = {}
+    if epoch % cfg['save_every'] == 0 or final:
+        checkpoint.save(state, checkpoint_dir / f"{cfg['model']}_epoch_{epoch}.pth")
+        for split, data in (('train', train_set), ('val', val_set)):
+            folder = Path(cfg[f'{split}_results_dir'])
+            panels[split] = save_samples(model_g, data, folder / f'epoch_{epoch}', cfg, device, amp_dtype)
+            visualize.write_gallery(folder, history, split)
+    checkpoint.save(state, checkpoint_dir / 'latest.pth')
+    if writer:
+        visualize.log_tensorboard(writer, history[-1], panels)
+
+
+def open_tensorboard(checkpoint_dir):
+    """A SummaryWriter logging to checkpoint_dir/tensorboard, or None (and one
+    line saying why) when the package is missing: training goes on without it."""
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        print('tensorboard is not installed (pip install tensorboard); logging to it is off')
+        return None
+    return SummaryWriter(str(checkpoint_dir / 'tensorboard'))
+
+
+if __name__ == '__main__':
+    try:
+        main(_overrides)
+    except (UserError, DatasetError, checkpoint.CheckpointError) as _error:
+        sys.exit(f'error: {_error}')
+    except KeyboardInterrupt:
+        sys.exit(f'\ninterrupted; the last finished epoch is in {Path(config["checkpoint_dir"]) / "latest.pth"}, '
+                 'continue with: python train.py --resume')
