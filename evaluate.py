@@ -55,8 +55,9 @@ def check_sides(data, config, path):
                         f'that needs sides that are multiples of {multiple}')
 
 
-def load_segmenter(path, config, palette, data, device):
-    """The photo -> label map network of the FCN-score, checked against the run it scores."""
+def load_segmenter(path, config, palette, device):
+    """The photo -> label map network of the FCN-score and its config, checked
+    against the run it scores (before any image is decoded)."""
     if config['direction'] != 'BtoA':
         raise UserError('--fcn_score scores label map -> photo runs (direction BtoA); this checkpoint is AtoB')
     if palette is None:
@@ -64,21 +65,23 @@ def load_segmenter(path, config, palette, data, device):
     segmenter, state = checkpoint.load_generator(path, device)
     if state['config']['direction'] != 'AtoB':
         raise UserError(f'{path}: --fcn_score needs a photo -> label map (AtoB) checkpoint; this one is BtoA')
-    check_sides(data, state['config'], path)
-    return segmenter
+    return segmenter, state['config']
 
 
 def main(args):
     device = torch.device('cuda' if torch.cuda.is_available() else 'cpu')
     generator, state = checkpoint.load_generator(args.checkpoint, device)
     config = state['config']
+    palette_name = metrics.palette_name(config['dataset']) if args.palette == 'auto' else args.palette
+    palette = metrics.PALETTES.get(palette_name)
+    segmenter, segmenter_config = load_segmenter(args.fcn_score, config, palette, device) if args.fcn_score \
+        else (None, None)
     source = Path(args.data_dir) if args.data_dir else split_source(config, args.split)
     # decoded into RAM: a single pass gains nothing from a cache, and the dataset folder stays untouched
     data = FacadesDataset(source, config['direction'], image_size=config['image_size'], cache_dir='')
     check_sides(data, config, args.checkpoint)
-    palette_name = metrics.palette_name(config['dataset']) if args.palette == 'auto' else args.palette
-    palette = metrics.PALETTES.get(palette_name)
-    segmenter = load_segmenter(args.fcn_score, config, palette, data, device) if args.fcn_score else None
+    if segmenter is not None:
+        check_sides(data, segmenter_config, args.fcn_score)
     score_labels = palette is not None and config['direction'] == 'AtoB'
     out = Path(args.out or Path('eval_results') /
                f'{Path(args.checkpoint).stem}_{Path(args.data_dir).name if args.data_dir else args.split}')

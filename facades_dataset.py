@@ -15,6 +15,7 @@ import hashlib
 import os
 import re
 import warnings
+from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -144,25 +145,37 @@ class FacadesDataset(Dataset):
         name = re.sub(r'[^A-Za-z0-9]+', '_', f'{self.source.resolve().parent.name}_{self.source.stem}')
         return f'{name}_{self.image_size}_{signature.hexdigest()[:16]}'
 
-    def _decoded(self):
-        """(position, RGB array) for each good file, in order, decoding in threads
-        (OpenCV releases the GIL). Bad files raise, or are skipped with a warning."""
-        def decode(path):
-            try:
-                return decode_pair(path, self.image_size)
-            except DatasetError as error:
-                if not self.skip_bad_images:
-                    raise DatasetError(f'{error} (set skip_bad_images to skip such files)') from None
-                return error
+    def _decode_or_skip(self, path):
+        try:
+            return decode_pair(path, self.image_size)
+        except DatasetError as error:
+            if not self.skip_bad_images:
+                raise DatasetError(f'{error} (set skip_bad_images to skip such files)') from None
+            return error
+
+    def _decoded_in_order(self):
+        """Decoded images in file order, decoding in threads (OpenCV releases the
+        GIL) with a bounded window in flight, so RAM stays flat when the writer lags."""
         with ThreadPoolExecutor(max(1, min(8, os.cpu_count() or 1))) as pool:
-            images = pool.map(decode, self.paths)
-            for position, image in enumerate(tqdm(images, total=len(self.paths), desc=f'decoding {self.source}',
-                                                  disable=not self.progress, leave=False)):
-                if isinstance(image, DatasetError):
-                    warnings.warn(f'skipping {image}')
-                    self.skipped.append(str(self.paths[position]))
-                    continue
-                yield position, image
+            pending = deque()
+            for path in self.paths:
+                pending.append(pool.submit(self._decode_or_skip, path))
+                if len(pending) >= 64:
+                    yield pending.popleft().result()
+            while pending:
+                yield pending.popleft().result()
+
+    def _decoded(self):
+        """(position, RGB array) for each good file. Bad files raise, or are
+        skipped with a warning."""
+        images = tqdm(self._decoded_in_order(), total=len(self.paths), desc=f'decoding {self.source}',
+                      disable=not self.progress, leave=False)
+        for position, image in enumerate(images):
+            if isinstance(image, DatasetError):
+                warnings.warn(f'skipping {image}')
+                self.skipped.append(str(self.paths[position]))
+                continue
+            yield position, image
 
     def _check_shape(self, position, image, shape):
         if image.shape != shape:
@@ -236,21 +249,20 @@ class FacadesDataset(Dataset):
 
 def augment_batch(batch, generator=None):
     """pix2pix random jitter (upscale, random crop back) and mirroring, drawn per
-    image but identical for its input and target, which share the tensor."""
+    image but identical for its input and target, which share the tensor.
+    Returns float on the input's scale (0-255 for uint8), ready for `to_float`."""
     size = batch.shape[-1]
     jitter = int(round(size * JITTER_SCALE))
     count = batch.shape[0]
     offsets = torch.randint(0, jitter - size + 1, (count, 2), generator=generator).tolist()
-    flips = torch.rand(count, generator=generator) < 0.5
-    dtype = batch.dtype
+    flips = (torch.rand(count, generator=generator) < 0.5).tolist()
     upscaled = F.interpolate(batch.float(), size=(jitter, jitter), mode='bilinear', align_corners=False)
-    if dtype == torch.uint8:
-        upscaled = upscaled.round_().clamp_(0, 255).to(dtype)
-    crops = torch.stack([upscaled[i, :, y:y + size, x:x + size] for i, (y, x) in enumerate(offsets)])
-    return torch.where(flips.to(batch.device).view(-1, 1, 1, 1), crops.flip(-1), crops)
+    crops = [upscaled[i, :, y:y + size, x:x + size] for i, (y, x) in enumerate(offsets)]
+    return torch.stack([crop.flip(-1) if flip else crop for crop, flip in zip(crops, flips)])
 
 
 def to_float(batch):
-    """uint8 (B, 6, S, S) -> (input, target), float in [-1, 1]."""
-    batch = batch.float().div_(127.5).sub_(1)
+    """(B, 6, S, S) on the 0-255 scale (uint8, or float from `augment_batch`)
+    -> (input, target), float in [-1, 1]."""
+    batch = batch / 127.5 - 1
     return batch[:, :3], batch[:, 3:]

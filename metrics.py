@@ -26,7 +26,7 @@ class Palette(NamedTuple):
 # The 12 classes of the CMP Facade Database (Tylecek and Sara, GCPR 2013) in the
 # order of its label ids 1..12, which the pix2pix facades set draws along a jet
 # colour map. The colours are the modes of the flat regions of its 500 train and
-# val label halves (no published table lists them); 99.4% of the pixels inside
+# val label halves (no published table of them was found); 99.4% of the pixels inside
 # regions lie within 30 of one, only edges blended by JPEG chroma subsampling are
 # further. Each class fits its position and shape: doors and shops sit at the
 # bottom; sills, moldings and cornices are wide and flat; pillars and blinds are

