@@ -33,6 +33,19 @@ def up_block(in_channels, out_channels):
             nn.BatchNorm2d(out_channels)]
 
 
+def encode_decode(down, up, x, skips):
+    """Down blocks, then up blocks; with skips, each up block after the first
+    also reads the output of its mirrored down block."""
+    features = []
+    for block in down:
+        x = block(x)
+        features.append(x)
+    x = up[0](x)
+    for block, skip in zip(up[1:], reversed(features[:-1])):
+        x = block(torch.cat([x, skip], 1) if skips else x)
+    return x
+
+
 class FullyConvNetwork(nn.Module):
     """Four Conv-BN-ReLU blocks down, four ConvTranspose-BN-ReLU blocks up.
 
@@ -57,14 +70,7 @@ class FullyConvNetwork(nn.Module):
         ])
 
     def forward(self, x):
-        features = []
-        for block in self.down:
-            x = block(x)
-            features.append(x)
-        x = self.up[0](x)
-        for block, skip in zip(self.up[1:], reversed(features[:-1])):
-            x = block(torch.cat([x, skip], 1) if self.skips else x)
-        return x
+        return encode_decode(self.down, self.up, x, self.skips)
 
 
 class UNet256(nn.Module):
@@ -91,14 +97,7 @@ class UNet256(nn.Module):
         init_pix2pix(self)
 
     def forward(self, x):
-        features = []
-        for block in self.down:
-            x = block(x)
-            features.append(x)
-        x = self.up[0](x)
-        for block, skip in zip(self.up[1:], reversed(features[:-1])):
-            x = block(torch.cat([x, skip], 1))
-        return x
+        return encode_decode(self.down, self.up, x, skips=True)
 
 
 class PatchDiscriminator(nn.Module):

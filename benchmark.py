@@ -32,7 +32,7 @@ from torch.utils.data import DataLoader, Dataset
 
 import train
 from FCN_network import build_generator
-from facades_dataset import DatasetError, FacadesDataset, augment_batch, list_images, to_float
+from facades_dataset import DatasetError, FacadesDataset, list_images, split_source
 
 REPO = Path(__file__).resolve().parent
 DEFAULT_DATA = ('../shared/datasets/facades', 'datasets/facades')
@@ -43,7 +43,7 @@ WARMUP_STEPS = 3        # oneDNN/cuDNN pick and cache kernels on the first steps
 REPEATS = 3             # images/s is the best of these: other processes on the cores only ever slow a run
 # name -> (settings over train.config, batch of the original-path comparison; None: train.config's)
 NETWORKS = {
-    'fcn_baseline': (dict(model='fcn', width=8, skips=False, amp='off'), ORIGINAL_BATCH),
+    'fcn_baseline': (dict(model='fcn', width=8, skips=False, amp='auto', channels_last=False), ORIGINAL_BATCH),
     # the default network is compared at its own batch: at 100 it would need ~5 GB in fp32
     'default': ({}, None),
 }
@@ -118,14 +118,6 @@ def make_step(cfg, device):
     return generator, amp_dtype, step
 
 
-def model_inputs(batch, cfg, device, rng):
-    """A loader batch as train.py feeds it to the network."""
-    batch = batch.to(device, non_blocking=True)
-    if cfg['augment']:
-        batch = augment_batch(batch, rng)
-    return [train.prepare(t, cfg) for t in to_float(batch)]
-
-
 def images_per_second(runs, steps, device):
     """The best images/s of each (step, batches) run over REPEATS timings of
     `steps` steps, after WARMUP_STEPS untimed ones. The runs take turns, so that
@@ -157,17 +149,17 @@ def measure_repo_and_bound(cfg, train_set, val_set, device, steps):
                         num_workers=workers, pin_memory=device.type == 'cuda', persistent_workers=workers > 0)
     rng = torch.Generator().manual_seed(cfg['seed'])
     generator, amp_dtype, step = make_step(cfg, device)
-    endless = (model_inputs(batch, cfg, device, rng) for _ in itertools.count() for batch in loader)
-    in_memory = model_inputs(train_set.pair_batch([i % len(train_set) for i in range(cfg['batch_size'])]),
-                             cfg, device, rng)
+    endless = (inputs for _ in itertools.count() for inputs in train.model_batches(loader, cfg, device, rng))
+    one_batch = [train_set.pair_batch([i % len(train_set) for i in range(cfg['batch_size'])])]
+    in_memory = next(train.model_batches(one_batch, cfg, device, rng))
     _, _, bound_step = make_step(cfg, device)
     repo_speed, bound_speed = images_per_second([(step, endless), (bound_step, itertools.repeat(in_memory))],
                                                 steps, device)
     endless.close()  # leaves no half-read epoch in the loader's workers
     memory(device)  # the CUDA peak from here on is the epoch's
     started = time.perf_counter()
-    for batch in loader:
-        step(*model_inputs(batch, cfg, device, rng))
+    for inputs in train.model_batches(loader, cfg, device, rng):
+        step(*inputs)
     sync(device)
     trained = time.perf_counter()
     train.validate(generator, val_set, cfg, device, amp_dtype)
@@ -284,7 +276,7 @@ def table(results):
 def load_data(root, base, cache_dir):
     """The splits' file paths (for the original path), their cached datasets (for
     the repo path) and the seconds the cache took to build."""
-    sources = {split: train.split_source({'dataset': str(root)}, split) for split in ('train', 'val')}
+    sources = {split: split_source(str(root), split) for split in ('train', 'val')}
     data = {f'{split}_paths': list_images(source) for split, source in sources.items()}
     log(f'building the uint8 cache of {root} in {cache_dir}')
     started = time.perf_counter()

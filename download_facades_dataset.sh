@@ -105,7 +105,10 @@ else
         download=$(try "cannot write in $root" mktemp "$root/.$name.download.XXXXXX")
         archive=$download
         echo "downloading $url ..."
-        if command -v curl >/dev/null; then
+        if command -v curl >/dev/null && [ -t 2 ]; then
+            # on a terminal, a progress bar: cityscapes and edges2shoes take minutes
+            curl -fL --retry 2 --progress-bar -o "$download" "$url" || die "download failed: $url"
+        elif command -v curl >/dev/null; then
             try "download failed: $url" curl -fsSL --retry 2 -o "$download" "$url"
         elif command -v wget >/dev/null; then
             try "download failed: $url" wget -nv -O "$download" "$url"

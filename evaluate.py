@@ -27,8 +27,8 @@ import checkpoint
 import metrics
 import visualize
 from FCN_network import SIDE_MULTIPLE
-from facades_dataset import DatasetError, FacadesDataset, to_float
-from train import UserError, split_source
+from facades_dataset import DatasetError, FacadesDataset, split_source, to_float
+from train import UserError
 
 
 def parse_args():
@@ -76,7 +76,7 @@ def main(args):
     palette = metrics.PALETTES.get(palette_name)
     segmenter, segmenter_config = load_segmenter(args.fcn_score, config, palette, device) if args.fcn_score \
         else (None, None)
-    source = Path(args.data_dir) if args.data_dir else split_source(config, args.split)
+    source = Path(args.data_dir) if args.data_dir else split_source(config['dataset'], args.split)
     # decoded into RAM: a single pass gains nothing from a cache, and the dataset folder stays untouched
     data = FacadesDataset(source, config['direction'], image_size=config['image_size'], cache_dir='')
     check_sides(data, config, args.checkpoint)

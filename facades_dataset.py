@@ -63,26 +63,48 @@ def list_images(source):
     return paths
 
 
-def decode_pair(path, image_size):
-    """One file -> RGB uint8 (S, 2S, 3) with both halves resized to S x S
-    (or the native size when image_size is 0). Raises DatasetError."""
+def split_source(dataset, split):
+    """The list file or folder of one split: dataset is a name under datasets/
+    or a folder holding train/ and val/ (or their list files)."""
+    root = Path(dataset)
+    if not root.is_dir():
+        root = Path('datasets') / dataset
+    if not root.is_dir():
+        raise DatasetError(f"dataset {dataset!r} not found (looked in {dataset} and {root}); "
+                           f"run: bash download_facades_dataset.sh {Path(dataset).name}")
+    list_file = root / f'{split}_list.txt'
+    if list_file.is_file():
+        return list_file
+    if (root / split).is_dir():
+        return root / split
+    raise DatasetError(f'{root} has no {split}/ folder or {split}_list.txt')
+
+
+def read_rgb(path):
+    """Any image file -> RGB uint8 (H, W, 3); grey, alpha, 16-bit and CMYK are
+    converted. Raises DatasetError naming the file and the problem."""
     try:
         data = np.fromfile(path, dtype=np.uint8)
     except OSError as error:
         raise DatasetError(f'{path}: cannot read ({error.strerror or error})') from None
     if data.size == 0:
         raise DatasetError(f'{path}: empty file')
-    raw = data.tobytes()
     # OpenCV silently fills the missing part of a cut-off JPEG with grey
-    if raw[:2] == b'\xff\xd8' and not raw.rstrip(b'\0\r\n ').endswith(b'\xff\xd9'):
+    if data[:2].tobytes() == b'\xff\xd8' and not data.tobytes().rstrip(b'\0\r\n ').endswith(b'\xff\xd9'):
         raise DatasetError(f'{path}: truncated JPEG')
-    image = cv2.imdecode(data, cv2.IMREAD_COLOR)  # grey, alpha, 16-bit and CMYK become 8-bit BGR
+    image = cv2.imdecode(data, cv2.IMREAD_COLOR)
     if image is None:
         raise DatasetError(f'{path}: not a readable image')
+    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+
+def decode_pair(path, image_size):
+    """One file -> RGB uint8 (S, 2S, 3) with both halves resized to S x S
+    (or the native size when image_size is 0). Raises DatasetError."""
+    image = read_rgb(path)
     height, width = image.shape[:2]
     if width % 2 or width < 2:
         raise DatasetError(f'{path}: {width}x{height} is not two equal halves side by side (odd width)')
-    image = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
     if image_size:
         half = width // 2
         halves = [cv2.resize(image[:, i * half:(i + 1) * half], (image_size, image_size),

@@ -20,24 +20,7 @@ from tqdm import tqdm
 import checkpoint
 import visualize
 from FCN_network import SIDE_MULTIPLE
-from facades_dataset import DatasetError, list_images
-
-
-def read_rgb(path):
-    """RGB uint8 (H, W, 3), or ValueError saying what is wrong with the file."""
-    try:
-        data = np.fromfile(path, dtype=np.uint8)
-    except OSError as error:
-        raise ValueError(f'cannot read ({error.strerror or error})') from None
-    if data.size == 0:
-        raise ValueError('empty file')
-    # OpenCV silently fills the missing part of a cut-off JPEG with grey
-    if data[:2].tobytes() == b'\xff\xd8' and not data.tobytes().rstrip(b'\0\r\n ').endswith(b'\xff\xd9'):
-        raise ValueError('truncated JPEG')
-    image = cv2.imdecode(data, cv2.IMREAD_COLOR)  # grey and alpha become 3-channel BGR
-    if image is None:
-        raise ValueError('not a readable image')
-    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+from facades_dataset import DatasetError, list_images, read_rgb
 
 
 def network_size(height, width, config):
@@ -103,8 +86,8 @@ def main():
     for path, name in zip(tqdm(paths, desc='predicting', unit='image'), output_names(paths)):
         try:
             image = read_rgb(path)
-        except ValueError as error:
-            tqdm.write(f'{path}: skipped: {error}', file=sys.stderr)
+        except DatasetError as error:
+            tqdm.write(f'skipped {error}', file=sys.stderr)
             continue
         output = predict(generator, image, state['config'], device)
         checkpoint.atomic_write(args.out / name,

@@ -15,6 +15,7 @@ import os
 import signal
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 # ----------------------------------------------------------------------------- settings
@@ -57,6 +58,7 @@ seed = 0
 device = 'auto'              # 'auto' (CUDA when present), 'cpu', 'cuda', 'cuda:1', ...
 threads = 0                  # CPU threads per process; 0: the cores, shared among local processes
 num_workers = -1             # loader processes; -1: none on CPU (the cache makes loading cheap), 2 on CUDA
+prefetch = True              # load and augment the next batch in a thread while this one trains
 amp = 'auto'                 # 'auto': bf16 on CUDA and on CPUs with bf16 units, else off; 'bf16', 'fp16', 'off'
 channels_last = True         # NHWC memory format, faster convolutions on CPU and tensor cores
 compile = False              # torch.compile the networks (pays off only for long GPU runs)
@@ -68,9 +70,11 @@ config = {name: value for name, value in globals().items()
 CHOICES = {'direction': ('AtoB', 'BtoA'), 'model': ('fcn', 'unet256'), 'gan_loss': ('vanilla', 'lsgan'),
            'lr_schedule': ('linear', 'step', 'constant'), 'amp': ('auto', 'bf16', 'fp16', 'off'),
            'backend': ('auto', 'gloo', 'nccl')}
+POSITIVE = {'width', 'num_epochs', 'batch_size', 'lr', 'lr_step', 'validate_every', 'save_every'}
 # settings that may differ when a run is resumed; the others must match the checkpoint
-RESUMABLE = {'num_epochs', 'resume', 'device', 'threads', 'num_workers', 'validate_every', 'save_every',
-             'tensorboard', 'compile', 'skip_bad_images', 'cache_dir', 'backend'}
+RESUMABLE = {'num_epochs', 'resume', 'device', 'threads', 'num_workers', 'prefetch', 'validate_every', 'save_every',
+             'tensorboard', 'compile', 'skip_bad_images', 'cache_dir', 'backend', 'checkpoint_dir',
+             'train_results_dir', 'val_results_dir'}
 
 
 class UserError(Exception):
@@ -92,7 +96,7 @@ def parse_overrides(argv, defaults):
             if isinstance(default, bool):
                 value = {'true': True, 'false': False, '1': True, '0': False}[text.lower()]
             elif isinstance(default, (int, float)):
-                value = ast.literal_eval(text) if text not in ('inf', 'nan') else float(text)
+                value = ast.literal_eval(text)
                 if isinstance(value, bool) or not isinstance(value, (int, float)) or \
                         (isinstance(default, int) and not isinstance(value, int)):
                     raise ValueError
@@ -103,6 +107,8 @@ def parse_overrides(argv, defaults):
             raise UserError(f'--{name}={text}: expected {type(default).__name__} like the default {default!r}') from None
         if name in CHOICES and value not in CHOICES[name]:
             raise UserError(f'--{name}={text}: expected one of {", ".join(CHOICES[name])}')
+        if name in POSITIVE and value <= 0:
+            raise UserError(f'--{name}={text}: must be greater than 0')
         overrides[name] = value
     return overrides
 
@@ -132,7 +138,7 @@ from tqdm import tqdm
 import checkpoint
 import visualize
 from FCN_network import SIDE_MULTIPLE, PatchDiscriminator, build_generator
-from facades_dataset import DatasetError, FacadesDataset, augment_batch, to_float
+from facades_dataset import DatasetError, FacadesDataset, augment_batch, split_source, to_float
 
 
 def setup_processes(config):
@@ -159,6 +165,10 @@ def setup_processes(config):
     return rank, world_size, device
 
 
+def autocast(device, amp_dtype):
+    return torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None)
+
+
 def resolve_amp(setting, device):
     """The autocast dtype, or None for full fp32."""
     if setting == 'off':
@@ -171,32 +181,18 @@ def resolve_amp(setting, device):
     return {'bf16': torch.bfloat16, 'fp16': torch.float16}[setting]
 
 
-def split_source(config, split):
-    """The list file or folder of one split of the configured dataset."""
-    root = Path(config['dataset'])
-    if not root.is_dir():
-        root = Path('datasets') / config['dataset']
-    if not root.is_dir():
-        raise UserError(f"dataset {config['dataset']!r} not found (looked in {config['dataset']} and {root}); "
-                        f"run: bash download_facades_dataset.sh {Path(config['dataset']).name}")
-    list_file = root / f'{split}_list.txt'
-    if list_file.is_file():
-        return list_file
-    if (root / split).is_dir():
-        return root / split
-    raise UserError(f'{root} has no {split}/ folder or {split}_list.txt')
-
-
 def load_split(config, split, rank, world_size):
     """The rank-0 process decodes and caches; the others then map its cache."""
     def make():
-        return FacadesDataset(split_source(config, split), config['direction'], image_size=config['image_size'],
+        return FacadesDataset(split_source(config['dataset'], split), config['direction'], image_size=config['image_size'],
                               cache_dir=config['cache_dir'], skip_bad_images=config['skip_bad_images'],
                               progress=rank == 0)
     data = make() if rank == 0 else None
     if world_size > 1:
         dist.barrier()
     data = data or make()
+    if data.skipped and rank == 0:
+        print(f'skipped {len(data.skipped)} unreadable {split} images (skip_bad_images is on)')
     side = data.pixels.shape[1]
     multiple = SIDE_MULTIPLE[config['model']]
     if side % multiple or data.pixels.shape[2] // 2 % multiple:
@@ -224,11 +220,54 @@ def gan_criterion(kind):
     return criterion
 
 
+def gan_losses(discriminator, model_d, optimizer_d, scaler, criterion, input_image, target_image, output,
+               device, amp_dtype):
+    """One discriminator step on real pairs vs this step's outputs (one backward
+    each, which DDP handles), then the generator's adversarial loss, judged by the
+    unwrapped D so that DDP sees no second forward. Returns (D loss, G's GAN loss)."""
+    loss_d = 0.0
+    for images, is_real in ((output.detach(), False), (target_image, True)):
+        with autocast(device, amp_dtype):
+            part = 0.5 * criterion(discriminator(input_image, images).float(), is_real)
+        scaler.scale(part).backward()
+        loss_d += part.detach()
+    scaler.step(optimizer_d)
+    optimizer_d.zero_grad(set_to_none=True)
+    model_d.requires_grad_(False)
+    with autocast(device, amp_dtype):
+        g_gan = criterion(model_d(input_image, output).float(), True)
+    model_d.requires_grad_(True)
+    return loss_d, g_gan
+
+
 def epoch_seed(config, epoch, rank):
     """All randomness of an epoch (shuffle aside) derives from (seed, epoch, rank),
     so a resumed run repeats exactly what the uninterrupted run would do, on
     every rank, with no random state carried between epochs."""
     return int(np.random.SeedSequence([config['seed'], epoch, rank]).generate_state(1)[0])
+
+
+def model_batches(loader, cfg, device, augment_rng):
+    """(input, target) batches ready for the network. With prefetch, the next one
+    is loaded and augmented in a thread while the current one trains: PyTorch
+    releases the GIL, so on a CPU the data path hides behind the step."""
+    def ready(batch):
+        batch = batch.to(device, non_blocking=True)
+        if cfg['augment']:
+            batch = augment_batch(batch, augment_rng)
+        return tuple(prepare(t, cfg) for t in to_float(batch))
+    if not cfg['prefetch']:
+        yield from map(ready, loader)
+        return
+    batches = iter(loader)
+    def next_ready():
+        batch = next(batches, None)
+        return None if batch is None else ready(batch)
+    with ThreadPoolExecutor(1) as pool:
+        upcoming = pool.submit(next_ready)
+        while (current := upcoming.result()) is not None:
+            upcoming = pool.submit(next_ready)  # one thread, in order: the same batches as without
+            yield current
 
 
 @torch.no_grad()
@@ -239,7 +278,7 @@ def validate(generator, data, config, device, amp_dtype):
     for start in range(0, len(data), 2 * config['batch_size']):
         batch = data.pair_batch(range(start, min(start + 2 * config['batch_size'], len(data))))
         input_image, target_image = to_float(batch.to(device))
-        with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
+        with autocast(device, amp_dtype):
             output = generator(prepare(input_image, config))
         total += (output.float() - target_image).abs().sum().item()
         count += target_image.numel()
@@ -260,7 +299,7 @@ def save_samples(generator, data, folder, config, device, amp_dtype):
         return {}
     input_image, target_image = to_float(data.pair_batch(indices).to(device))
     generator.eval()
-    with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
+    with autocast(device, amp_dtype):
         output = generator(prepare(input_image, config))
     generator.train()
     names = [Path(data.file_of(i)).stem for i in indices]
@@ -279,30 +318,41 @@ def format_value(value):
     return f'{value:.6g}' if isinstance(value, float) else str(value)
 
 
+def resume_settings(cfg, overrides):
+    """(checkpoint or None, settings): a resumed run takes its saved settings,
+    with only RESUMABLE ones overridable."""
+    if not cfg['resume']:
+        return None, cfg
+    path = Path(cfg['checkpoint_dir']) / 'latest.pth' if cfg['resume'] == 'latest' else Path(cfg['resume'])
+    resumed = checkpoint.load(path)
+    resumed['path'] = str(path)
+    saved = resumed['config']
+    changed = [k for k in overrides if k not in RESUMABLE and overrides[k] != saved.get(k, overrides[k])]
+    if changed:
+        raise UserError(f'{path} was trained with ' + ', '.join(f'{k}={saved[k]!r}' for k in changed) +
+                        '; a resumed run must keep them (start a new run in another checkpoint_dir instead)')
+    return resumed, {**config, **{k: v for k, v in saved.items() if k in config}, **overrides}
+
+
+def check_output_folders(cfg):
+    for folder in (cfg['checkpoint_dir'], cfg['train_results_dir'], cfg['val_results_dir']):
+        try:
+            Path(folder).mkdir(parents=True, exist_ok=True)
+            checkpoint.atomic_write(Path(folder) / '.write_test', b'')
+            (Path(folder) / '.write_test').unlink()
+        except OSError as error:
+            raise UserError(f'cannot write to output folder {folder}: {error.strerror or error}') from None
+
+
 def main(overrides):
     cfg = dict(config, **overrides)
     rank, world_size, device = setup_processes(cfg)
     is_main = rank == 0
     checkpoint_dir = Path(cfg['checkpoint_dir'])
-    resumed = None
-    if cfg['resume']:
-        path = checkpoint_dir / 'latest.pth' if cfg['resume'] == 'latest' else Path(cfg['resume'])
-        resumed = checkpoint.load(path)
-        saved = resumed['config']
-        cfg = {**config, **{k: v for k, v in saved.items() if k in config}, **overrides}
-        changed = [k for k in overrides if k not in RESUMABLE and overrides[k] != saved.get(k, overrides[k])]
-        if changed:
-            raise UserError(f'{path} was trained with ' + ', '.join(f'{k}={saved[k]!r}' for k in changed) +
-                            '; a resumed run must keep them (start a new run in another checkpoint_dir instead)')
+    resumed, cfg = resume_settings(cfg, overrides)
     if is_main:
         print('config: ' + ' '.join(f'{k}={v}' for k, v in cfg.items()), flush=True)
-        for folder in (cfg['checkpoint_dir'], cfg['train_results_dir'], cfg['val_results_dir']):
-            try:
-                Path(folder).mkdir(parents=True, exist_ok=True)
-                checkpoint.atomic_write(Path(folder) / '.write_test', b'')
-                (Path(folder) / '.write_test').unlink()
-            except OSError as error:
-                raise UserError(f'cannot write to output folder {folder}: {error.strerror or error}') from None
+        check_output_folders(cfg)
 
     train_set = load_split(cfg, 'train', rank, world_size)
     val_set = load_split(cfg, 'val', rank, world_size)
@@ -338,11 +388,11 @@ def main(overrides):
 
     history, start_epoch = [], 1
     if resumed:
-        checkpoint.load_weights(generator, resumed['model'], path, cfg)
+        checkpoint.load_weights(generator, resumed['model'], resumed['path'], cfg)
         optimizer.load_state_dict(resumed['optimizer'])
         scheduler.load_state_dict(resumed['scheduler'])
         if cfg['gan']:
-            checkpoint.load_weights(discriminator, resumed['discriminator'], path, cfg)
+            checkpoint.load_weights(discriminator, resumed['discriminator'], resumed['path'], cfg)
             optimizer_d.load_state_dict(resumed['optimizer_d'])
             scheduler_d.load_state_dict(resumed['scheduler_d'])
         scaler.load_state_dict(resumed['scaler'])
@@ -371,32 +421,15 @@ def main(overrides):
         if cfg['gan']:
             sums.update(d_loss=torch.zeros((), device=device), g_gan=torch.zeros((), device=device))
         steps = 0
-        bar = tqdm(loader, desc=f'epoch {epoch}/{cfg["num_epochs"]}', disable=not is_main, leave=False,
-                   dynamic_ncols=True)
-        for batch in bar:
-            batch = batch.to(device, non_blocking=True)
-            if cfg['augment']:
-                batch = augment_batch(batch, augment_rng)
-            input_image, target_image = (prepare(t, cfg) for t in to_float(batch))
-            with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
+        bar = tqdm(model_batches(loader, cfg, device, augment_rng), total=len(loader),
+                   desc=f'epoch {epoch}/{cfg["num_epochs"]}', disable=not is_main, leave=False, dynamic_ncols=True)
+        for input_image, target_image in bar:
+            with autocast(device, amp_dtype):
                 output = generator(input_image)
             l1 = (output.float() - target_image).abs().mean()
             if cfg['gan']:
-                # D first: real pairs vs this step's outputs, one backward each
-                loss_d = 0.0
-                for images, is_real in ((output.detach(), False), (target_image, True)):
-                    with torch.autocast(device.type, dtype=amp_dtype or torch.float32,
-                                        enabled=amp_dtype is not None):
-                        part = 0.5 * criterion(discriminator(input_image, images).float(), is_real)
-                    scaler.scale(part).backward()
-                    loss_d += part.detach()
-                scaler.step(optimizer_d)
-                optimizer_d.zero_grad(set_to_none=True)
-                # G is judged by the unwrapped D, which takes no gradient step here
-                model_d.requires_grad_(False)
-                with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
-                    g_gan = criterion(model_d(input_image, output).float(), True)
-                model_d.requires_grad_(True)
+                loss_d, g_gan = gan_losses(discriminator, model_d, optimizer_d, scaler, criterion, input_image,
+                                           target_image, output, device, amp_dtype)
                 loss = g_gan + cfg['lambda_l1'] * l1
                 sums['d_loss'] += loss_d
                 sums['g_gan'] += g_gan.detach()

@@ -28,28 +28,13 @@ import torch
 from torch.utils.data import DataLoader
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / 'tests'))
+from conftest import make_pair  # noqa: E402  the tests' synthetic pairs, at 256x256 halves
 sys.path.insert(0, str(REPO))
 import train  # noqa: E402  (the repo root is on the path only now)
 from facades_dataset import FacadesDataset, augment_batch, to_float  # noqa: E402
 
 SIDE = 256
-PALETTE = np.array([[255, 0, 0], [0, 255, 0], [0, 0, 255], [255, 255, 0]], np.uint8)
-
-
-def make_pair(rng, size):
-    """RGB uint8 (size, 2*size, 3): random rectangles left, their label colours right
-    (as tests/conftest.py makes them)."""
-    left = np.full((size, size, 3), rng.integers(0, 256, 3), np.uint8)
-    right = np.zeros((size, size, 3), np.uint8)
-    for _ in range(4):
-        y, x = rng.integers(0, size - 4, 2)
-        h, w = rng.integers(4, size // 2, 2)
-        label = rng.integers(0, len(PALETTE))
-        left[y:y + h, x:x + w] = PALETTE[label] // 2 + rng.integers(0, 60, 3).astype(np.uint8)
-        right[y:y + h, x:x + w] = PALETTE[label]
-    return np.concatenate([left, right], axis=1)
-
-
 def write_pairs(folder, count):
     """folder/1.jpg ... count.jpg; files already there are kept, so a bigger
     --count only adds the missing ones."""

@@ -37,13 +37,17 @@ def write_pairs(folder, count, size=32, seed=0, start=1):
     return folder
 
 
-@pytest.fixture
-def pairs_dir(tmp_path):
-    """A tiny dataset folder: train/ (8 pairs) and val/ (4 pairs) of 32x32 halves."""
-    root = tmp_path / 'tiny'
+def write_tiny_dataset(root):
+    """root/train (8 pairs) and root/val (4 pairs) of 32x32 halves."""
     write_pairs(root / 'train', 8, seed=1)
     write_pairs(root / 'val', 4, seed=2)
     return root
+
+
+@pytest.fixture
+def pairs_dir(tmp_path):
+    """A tiny dataset folder: train/ (8 pairs) and val/ (4 pairs) of 32x32 halves."""
+    return write_tiny_dataset(tmp_path / 'tiny')
 
 
 def run_script(script, *args, cwd, env=None, check=True, timeout=300):

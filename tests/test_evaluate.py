@@ -7,7 +7,7 @@ import torch
 import checkpoint
 import train
 from FCN_network import build_generator
-from conftest import run_script, tiny_run_args, write_pairs
+from conftest import run_script, tiny_run_args, write_pairs, write_tiny_dataset
 
 LABEL_KEYS = {'pixel_acc', 'class_acc', 'class_iou'}
 
@@ -16,9 +16,7 @@ LABEL_KEYS = {'pixel_acc', 'class_acc', 'class_iou'}
 def runs(tmp_path_factory):
     """The tiny dataset and a checkpoint of each kind of run, trained once for the module."""
     root = tmp_path_factory.mktemp('evaluate')
-    data = root / 'tiny'
-    write_pairs(data / 'train', 8, seed=1)
-    write_pairs(data / 'val', 4, seed=2)
+    data = write_tiny_dataset(root / 'tiny')
     checkpoints = {}
     for name, settings in {'skips': {}, 'no_skips_btoa': {'skips': False, 'direction': 'BtoA'},
                            'gan': {'gan': True}}.items():

@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 import pytest
 
-from conftest import run_script, tiny_run_args, write_pairs
+from conftest import run_script, tiny_run_args, write_tiny_dataset
 
 SIZES = {'wide': (30, 40), 'square': (64, 64), 'tall': (50, 17)}  # name: (height, width)
 
@@ -14,8 +14,7 @@ SIZES = {'wide': (30, 40), 'square': (64, 64), 'tall': (50, 17)}  # name: (heigh
 def train(tmp_path_factory, image_size):
     """latest.pth of a one-epoch run on the tiny set."""
     out = tmp_path_factory.mktemp('run')
-    write_pairs(out / 'tiny' / 'train', 8, seed=1)
-    write_pairs(out / 'tiny' / 'val', 4, seed=2)
+    write_tiny_dataset(out / 'tiny')
     run_script('train.py', *tiny_run_args(out / 'tiny', out, num_epochs=1, image_size=image_size), cwd=out)
     return out / 'checkpoints' / 'latest.pth'
 

@@ -49,9 +49,9 @@ def test_save_every_picks_the_epochs(pairs_dir, tmp_path):
     assert ['val_l1' in row for row in history] == [False, True, True]
 
 
-def test_same_seed_same_weights(pairs_dir, tmp_path):
+def test_same_seed_same_weights_with_or_without_prefetch(pairs_dir, tmp_path):
     train(pairs_dir, tmp_path / 'a', num_epochs=1)
-    train(pairs_dir, tmp_path / 'b', num_epochs=1)
+    train(pairs_dir, tmp_path / 'b', num_epochs=1, prefetch=False)
     train(pairs_dir, tmp_path / 'c', num_epochs=1, seed=1)
     first, again, other = (weights(tmp_path / run / 'checkpoints' / 'latest.pth') for run in 'abc')
     assert same_weights(first, again) and not same_weights(first, other)
@@ -114,6 +114,7 @@ def test_gan_step_changes_generator_and_discriminator(pairs_dir, tmp_path):
     ('--gan=maybe', 'expected bool'),
     ('--direction=AtoC', 'expected one of AtoB, BtoA'),
     ('--model=resnet', 'expected one of fcn, unet256'),
+    ('--batch_size=0', 'must be greater than 0'),
     ('num_epochs=3', 'unknown setting'),
 ])
 def test_bad_settings_are_one_line_errors(tmp_path, argument, message):

@@ -5,7 +5,6 @@ import json
 import re
 import shutil
 import subprocess
-import sys
 from html.parser import HTMLParser
 from urllib.parse import unquote
 
@@ -13,9 +12,8 @@ import cv2
 import numpy as np
 import pytest
 
-from conftest import REPO, run_script, tiny_run_args, write_pairs
+from conftest import REPO, run_script, tiny_run_args, write_tiny_dataset
 
-sys.path.insert(0, str(REPO))  # the repo's modules, also under a bare `pytest`
 import visualize  # noqa: E402
 
 CHROMIUM = shutil.which('chromium')
@@ -27,8 +25,7 @@ CHROMIUM_FLAGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic
 def run(tmp_path_factory):
     """One 3-epoch GAN run with TensorBoard on, saving at epochs 2 and 3."""
     out = tmp_path_factory.mktemp('run')
-    write_pairs(out / 'tiny' / 'train', 8, seed=1)
-    write_pairs(out / 'tiny' / 'val', 4, seed=2)
+    write_tiny_dataset(out / 'tiny')
     result = run_script('train.py', *tiny_run_args(out / 'tiny', out, num_epochs=3, save_every=2, gan=True,
                                                    tensorboard=True), cwd=out)
     return out, result
