@@ -1,5 +1,6 @@
 """torchrun on CPU (gloo): two processes, small synthetic data."""
 import os
+import shutil
 import subprocess
 import sys
 
@@ -47,18 +48,24 @@ def test_weights_are_identical_on_both_ranks(two_process_run):
     assert 'weights identical on all 2 processes' in two_process_run[2].stdout
 
 
-def test_two_processes_match_one_process_with_twice_the_batch(two_process_run, tmp_path):
-    """Plain BatchNorm differs per rank on CPU (PyTorch's SyncBatchNorm is
-    GPU-only), so the match is close rather than exact."""
-    data, root, _ = two_process_run
-    run_script('train.py', *tiny_run_args(data, tmp_path, **dict(SETTINGS, batch_size=4)), cwd=tmp_path)
-    single = checkpoint.load(tmp_path / 'checkpoints' / 'latest.pth')
-    double = checkpoint.load(root / 'run' / 'checkpoints' / 'latest.pth')
-    for one, two in zip(single['history'], double['history']):
-        assert abs(one['train_l1'] - two['train_l1']) < 0.01 * one['train_l1']
-    for name, weight in single['model'].items():
-        if weight.is_floating_point():
-            assert torch.allclose(weight, double['model'][name], atol=5e-3), name
+def test_two_processes_match_one_process_with_twice_the_batch(tmp_path):
+    """Gradient averaging across ranks equals one process with the global batch.
+    PyTorch's SyncBatchNorm is GPU-only, so on CPU each rank normalises with its
+    own batch's statistics; with every training image the same, those equal the
+    global batch's, and the two runs must agree to float rounding."""
+    data = tmp_path / 'same'
+    write_tiny_dataset(data)
+    for i in range(2, 9):
+        shutil.copy(data / 'train' / '1.jpg', data / 'train' / f'{i}.jpg')
+    torchrun(data, tmp_path / 'two', **SETTINGS)
+    run_script('train.py', *tiny_run_args(data, tmp_path / 'one', **dict(SETTINGS, batch_size=4)), cwd=tmp_path)
+    two = checkpoint.load(tmp_path / 'two' / 'checkpoints' / 'latest.pth')
+    one = checkpoint.load(tmp_path / 'one' / 'checkpoints' / 'latest.pth')
+    for row_one, row_two in zip(one['history'], two['history']):
+        assert abs(row_one['train_l1'] - row_two['train_l1']) < 1e-4
+    for name, weight in one['model'].items():
+        if 'running_' not in name and weight.is_floating_point():  # running statistics stay per rank
+            assert torch.allclose(weight, two['model'][name], atol=1e-4), name
 
 
 def test_ddp_checkpoint_loads_in_single_process_and_evaluate(two_process_run, tmp_path):
