@@ -163,6 +163,7 @@ def test_output_folder_that_is_a_file_is_reported_before_training(pairs_dir, tmp
     assert 'epoch 1' not in result.stdout
 
 
+@pytest.mark.filterwarnings('ignore:Detected pickle protocol')
 def test_checkpoint_loader_refuses_code(tmp_path):
     class RunsCode:
         def __reduce__(self):
