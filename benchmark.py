@@ -28,7 +28,7 @@ from pathlib import Path
 import cv2
 import torch
 import torch.nn.functional as F
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, RandomSampler
 
 import train
 from FCN_network import build_generator
@@ -143,10 +143,8 @@ def measure_repo_and_bound(cfg, train_set, val_set, device, steps):
     """(a) train.py's data path and step, and (c) the same step on one batch
     already on the device, its ceiling: images/s of both, then (a)'s full epoch
     with validation."""
-    workers = cfg['num_workers'] if cfg['num_workers'] >= 0 else (2 if device.type == 'cuda' else 0)
-    loader = DataLoader(range(len(train_set)), batch_size=cfg['batch_size'], shuffle=True,
-                        generator=torch.Generator().manual_seed(cfg['seed']), collate_fn=train_set.pair_batch,
-                        num_workers=workers, pin_memory=device.type == 'cuda', persistent_workers=workers > 0)
+    shuffled = RandomSampler(range(len(train_set)), generator=torch.Generator().manual_seed(cfg['seed']))
+    loader = train.train_loader(train_set, cfg, device, shuffled)
     rng = torch.Generator().manual_seed(cfg['seed'])
     generator, amp_dtype, step = make_step(cfg, device)
     endless = (inputs for _ in itertools.count() for inputs in train.model_batches(loader, cfg, device, rng))
@@ -166,7 +164,7 @@ def measure_repo_and_bound(cfg, train_set, val_set, device, steps):
     sync(device)
     repo = {'train_images_per_s': repo_speed, 'epoch_seconds': time.perf_counter() - started,
             'epoch_train_seconds': trained - started, 'epoch_val_seconds': time.perf_counter() - trained,
-            'workers': workers}
+            'workers': loader.num_workers}
     return repo | memory(device), {'train_images_per_s': bound_speed}
 
 

@@ -26,9 +26,8 @@ from tqdm import tqdm
 import checkpoint
 import metrics
 import visualize
-from FCN_network import SIDE_MULTIPLE
 from facades_dataset import DatasetError, FacadesDataset, split_source, to_float
-from train import UserError
+from train import UserError, check_sides
 
 
 def parse_args():
@@ -44,15 +43,6 @@ def parse_args():
                         help='for label map -> photo runs: a photo -> label map checkpoint that scores the outputs')
     parser.add_argument('--batch_size', type=int, default=16)
     return parser.parse_args()
-
-
-def check_sides(data, config, path):
-    """One line instead of a shape error deep inside the network."""
-    height, width = data.pixels.shape[1], data.pixels.shape[2] // 2
-    multiple = SIDE_MULTIPLE[config['model']]
-    if height % multiple or width % multiple:
-        raise UserError(f"the images are {width}x{height} per half, but {path} holds a {config['model']} "
-                        f'that needs sides that are multiples of {multiple}')
 
 
 def load_segmenter(path, config, palette, device):
@@ -79,9 +69,9 @@ def main(args):
     source = Path(args.data_dir) if args.data_dir else split_source(config['dataset'], args.split)
     # decoded into RAM: a single pass gains nothing from a cache, and the dataset folder stays untouched
     data = FacadesDataset(source, config['direction'], image_size=config['image_size'], cache_dir='')
-    check_sides(data, config, args.checkpoint)
+    check_sides(data, config, f'{args.checkpoint} was trained on other sizes')
     if segmenter is not None:
-        check_sides(data, segmenter_config, args.fcn_score)
+        check_sides(data, segmenter_config, f'{args.fcn_score} was trained on other sizes')
     score_labels = palette is not None and config['direction'] == 'AtoB'
     out = Path(args.out or Path('eval_results') /
                f'{Path(args.checkpoint).stem}_{Path(args.data_dir).name if args.data_dir else args.split}')

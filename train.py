@@ -194,12 +194,26 @@ def load_split(config, split, rank, world_size):
     data = data or make()
     if data.skipped and rank == 0:
         print(f'skipped {len(data.skipped)} unreadable {split} images (skip_bad_images is on)')
-    side = data.pixels.shape[1]
-    multiple = SIDE_MULTIPLE[config['model']]
-    if side % multiple or data.pixels.shape[2] // 2 % multiple:
-        raise UserError(f"{split} images are {data.pixels.shape[2] // 2}x{side} per half, but {config['model']} "
-                        f'needs sides that are multiples of {multiple}; set image_size to one (e.g. 256)')
+    check_sides(data, config, 'set image_size to one (e.g. 256)')
     return data
+
+
+def check_sides(data, config, advice):
+    """One line, before any work, instead of a shape error deep inside the network."""
+    height, width = data.pixels.shape[1], data.pixels.shape[2] // 2
+    multiple = SIDE_MULTIPLE[config['model']]
+    if height % multiple or width % multiple:
+        raise UserError(f"the images of {data.source} are {width}x{height} per half, but {config['model']} "
+                        f'needs sides that are multiples of {multiple}; {advice}')
+
+
+def train_loader(train_set, cfg, device, sampler):
+    """Batches of uint8 pairs in the sampler's order; the pixels come from the
+    memory-mapped cache, so loader processes only pay for the gather."""
+    workers = cfg['num_workers'] if cfg['num_workers'] >= 0 else (2 if device.type == 'cuda' else 0)
+    return DataLoader(range(len(train_set)), batch_size=cfg['batch_size'], sampler=sampler,
+                      collate_fn=train_set.pair_batch, num_workers=workers,
+                      pin_memory=device.type == 'cuda', persistent_workers=workers > 0)
 
 
 def lr_factor(config):
@@ -361,10 +375,7 @@ def main(overrides):
         print(f'data: {len(train_set)} train, {len(val_set)} val pairs from {cfg["dataset"]} ({cfg["direction"]})')
     sampler = DistributedSampler(range(len(train_set)), num_replicas=world_size, rank=rank, shuffle=True,
                                  seed=cfg['seed'])
-    workers = cfg['num_workers'] if cfg['num_workers'] >= 0 else (2 if device.type == 'cuda' else 0)
-    loader = DataLoader(range(len(train_set)), batch_size=cfg['batch_size'], sampler=sampler,
-                        collate_fn=train_set.pair_batch, num_workers=workers,
-                        pin_memory=device.type == 'cuda', persistent_workers=workers > 0)
+    loader = train_loader(train_set, cfg, device, sampler)
 
     torch.manual_seed(cfg['seed'])  # the same initial weights on every rank and every run
     generator = build_generator(cfg).to(device)
