@@ -6,8 +6,9 @@
 
 For two networks, the assignment's FCN (width 8, no skips, fp32) and train.py's
 default settings, it measures
-  repo      train.py's path: uint8 cache -> DataLoader(collate_fn=pair_batch) -> jitter/flip
-            -> to_float -> forward, backward, Adam; images/s and a full epoch with validation
+  repo      train.py's path: jittered uint8 cache -> DataLoader(collate_fn=gather) -> random
+            crop/flip (cut_pairs) -> to_float -> forward, backward, Adam; images/s and a full
+            epoch with validation
   original  the assignment's path: a Dataset that cv2.imreads and converts every JPEG on every
             access, DataLoader(shuffle=True, num_workers=4), the same network in fp32 NCHW
   bound     the same step as `repo` on one batch already in memory: no data path at all
@@ -17,6 +18,7 @@ and fraction_of_compute_bound (repo images/s / bound images/s) per network.
 import argparse
 import itertools
 import json
+import math
 import os
 import resource
 import sys
@@ -40,7 +42,8 @@ ORIGINAL_BATCH = 100    # the assignment's DataLoader(batch_size=100, shuffle=Tr
 ORIGINAL_WORKERS = 4
 ORIGINAL_LR = 1e-3
 WARMUP_STEPS = 3        # oneDNN/cuDNN pick and cache kernels on the first steps of each shape
-REPEATS = 3             # images/s is the best of these: other processes on the cores only ever slow a run
+WINDOW_IMAGES = 192     # each timing covers at least this many images: short windows are mostly noise
+REPEATS = 5             # images/s is the best of these: other processes on the cores only ever slow a run
 # name -> (settings over train.config, batch of the original-path comparison; None: train.config's)
 NETWORKS = {
     'fcn_baseline': (dict(model='fcn', width=8, skips=False, amp='auto', channels_last=False), ORIGINAL_BATCH),
@@ -104,12 +107,13 @@ def make_step(cfg, device):
     if cfg['channels_last']:
         generator = generator.to(memory_format=torch.channels_last)
     optimizer = torch.optim.Adam(generator.parameters(), cfg['lr'], betas=(cfg['beta1'], cfg['beta2']))
+    model = torch.compile(generator) if cfg['compile'] else generator
     amp_dtype = train.resolve_amp(cfg['amp'], device)
     scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
 
     def step(input_image, target_image):
         with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
-            output = generator(input_image)
+            output = model(input_image)
         loss = (output.float() - target_image).abs().mean()
         scaler.scale(loss).backward()
         scaler.step(optimizer)
@@ -147,16 +151,19 @@ def measure_repo_and_bound(cfg, train_set, val_set, device, steps):
     loader = train.train_loader(train_set, cfg, device, shuffled)
     rng = torch.Generator().manual_seed(cfg['seed'])
     generator, amp_dtype, step = make_step(cfg, device)
-    endless = (inputs for _ in itertools.count() for inputs in train.model_batches(loader, cfg, device, rng))
-    one_batch = [train_set.pair_batch([i % len(train_set) for i in range(cfg['batch_size'])])]
-    in_memory = next(train.model_batches(one_batch, cfg, device, rng))
+    endless = (inputs for _ in itertools.count()
+               for inputs in train.model_batches(loader, train_set, cfg, device, rng))
+    one_batch = [train_set.gather([i % len(train_set) for i in range(cfg['batch_size'])])]
+    in_memory = next(train.model_batches(one_batch, train_set, cfg, device, rng))
     _, _, bound_step = make_step(cfg, device)
+    steps = steps or max(5, math.ceil(WINDOW_IMAGES / cfg['batch_size']))
     repo_speed, bound_speed = images_per_second([(step, endless), (bound_step, itertools.repeat(in_memory))],
                                                 steps, device)
     endless.close()  # leaves no half-read epoch in the loader's workers
+    train.validate(generator, val_set, cfg, device, amp_dtype)  # warm, as in every epoch after the first
     memory(device)  # the CUDA peak from here on is the epoch's
     started = time.perf_counter()
-    for inputs in train.model_batches(loader, cfg, device, rng):
+    for inputs in train.model_batches(loader, train_set, cfg, device, rng):
         step(*inputs)
     sync(device)
     trained = time.perf_counter()
@@ -209,6 +216,9 @@ def measure_original(cfg, train_paths, val_paths, batch_size, device):
     shape = (min(batch_size, len(train_paths)),) + tuple(input_image.shape)
     for _ in range(WARMUP_STEPS):
         step(torch.rand(shape, device=device), torch.rand(shape, device=device))
+    with torch.no_grad():  # and its validation, as in every epoch after the first
+        generator.eval()
+        generator(torch.rand((min(batch_size, len(val_paths)),) + shape[1:], device=device))
     sync(device)
     # the assignment's loaders were not persistent: each epoch starts its workers, as timed here
     started, images = time.perf_counter(), 0
@@ -279,7 +289,8 @@ def load_data(root, base, cache_dir):
     log(f'building the uint8 cache of {root} in {cache_dir}')
     started = time.perf_counter()
     for split, source in sources.items():
-        data[f'{split}_set'] = FacadesDataset(source, base['direction'], image_size=base['image_size'],
+        data[f'{split}_set'] = FacadesDataset(source, base['direction'], augment=base['augment'] and split == 'train',
+                                              image_size=base['image_size'],
                                               cache_dir=cache_dir, progress=False)
     return data, time.perf_counter() - started
 
@@ -288,13 +299,14 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     parser.add_argument('--out', default='benchmark.json', help='the JSON results (default: %(default)s)')
     parser.add_argument('--data', help=f'a folder with train/ and val/ (default: {" or ".join(DEFAULT_DATA)})')
-    parser.add_argument('--steps', type=int, default=5,
-                        help=f'timed steps per images/s measurement, best of {REPEATS} (default: %(default)s)')
+    parser.add_argument('--steps', type=int, default=0,
+                        help=f'timed steps per images/s measurement, best of {REPEATS} '
+                             f'(default: enough for {WINDOW_IMAGES} images, at least 5)')
     parser.add_argument('--quick', action='store_true', help='2 steps, images at their stored size: checks it runs')
     args = parser.parse_args()
     steps = 2 if args.quick else args.steps
-    if steps < 1:
-        raise train.UserError('--steps must be at least 1')
+    if steps < 0:
+        raise train.UserError('--steps must be at least 1 (or 0 for the default)')
     load_before = os.getloadavg()
     base = dict(train.config, image_size=0 if args.quick else train.config['image_size'])
     _, _, device = train.setup_processes(base)  # the device and thread count train.py would use
@@ -307,7 +319,7 @@ def main():
         results = {'device': device_name(device), 'device_type': device.type, 'torch': torch.__version__,
                    'threads': torch.get_num_threads(), 'cpu_count': os.cpu_count(), 'data': str(root.resolve()),
                    'train_images': len(data['train_set']), 'val_images': len(data['val_set']),
-                   'image_side': data['train_set'].pixels.shape[1], 'steps': steps, 'repeats': REPEATS,
+                   'image_side': data['train_set'].image_shape[0], 'steps': steps, 'repeats': REPEATS,
                    'warmup_steps': WARMUP_STEPS, 'quick': args.quick, 'cache_build_seconds': cache_build_seconds}
         for name, (overrides, original_batch) in NETWORKS.items():
             results[name] = benchmark_network(name, base, overrides, original_batch, data, device, steps)

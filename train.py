@@ -23,7 +23,7 @@ from pathlib import Path
 dataset = 'facades'          # a name under datasets/, or a folder holding train/ and val/
 direction = 'AtoB'           # AtoB: left -> right half (photo -> label map); BtoA: the reverse
 image_size = 256             # each half is resized to this square when decoded; 0 keeps the file's size
-augment = True               # pix2pix random jitter (upscale 286, crop 256) and mirroring
+augment = True               # pix2pix random jitter (upscale 286, crop 256) and mirroring of training pairs
 skip_bad_images = False      # warn about and skip unreadable images instead of stopping
 cache_dir = 'datasets/cache'  # decoded pixels, memory-mapped across runs; '' decodes into RAM each run
 # model
@@ -58,7 +58,8 @@ seed = 0
 device = 'auto'              # 'auto' (CUDA when present), 'cpu', 'cuda', 'cuda:1', ...
 threads = 0                  # CPU threads per process; 0: the cores, shared among local processes
 num_workers = -1             # loader processes; -1: none on CPU (the cache makes loading cheap), 2 on CUDA
-prefetch = True              # load and augment the next batch in a thread while this one trains
+prefetch = 'auto'            # cut the next batch in a thread while this one trains: 'on', 'off', 'auto' (on
+                             # with CUDA; on a CPU the thread only takes cores from the step)
 amp = 'auto'                 # 'auto': bf16 on CUDA and on CPUs with bf16 units, else off; 'bf16', 'fp16', 'off'
 channels_last = True         # NHWC memory format, faster convolutions on CPU and tensor cores
 compile = False              # torch.compile the networks (pays off only for long GPU runs)
@@ -69,7 +70,7 @@ config = {name: value for name, value in globals().items()
           if not name.startswith('_') and isinstance(value, (bool, int, float, str))}
 CHOICES = {'direction': ('AtoB', 'BtoA'), 'model': ('fcn', 'unet256'), 'gan_loss': ('vanilla', 'lsgan'),
            'lr_schedule': ('linear', 'step', 'constant'), 'amp': ('auto', 'bf16', 'fp16', 'off'),
-           'backend': ('auto', 'gloo', 'nccl')}
+           'backend': ('auto', 'gloo', 'nccl'), 'prefetch': ('auto', 'on', 'off')}
 POSITIVE = {'width', 'num_epochs', 'batch_size', 'lr', 'lr_step', 'validate_every', 'save_every'}
 # settings that may differ when a run is resumed; the others must match the checkpoint
 RESUMABLE = {'num_epochs', 'resume', 'device', 'threads', 'num_workers', 'prefetch', 'validate_every', 'save_every',
@@ -138,7 +139,7 @@ from tqdm import tqdm
 import checkpoint
 import visualize
 from FCN_network import SIDE_MULTIPLE, PatchDiscriminator, build_generator
-from facades_dataset import DatasetError, FacadesDataset, augment_batch, split_source, to_float
+from facades_dataset import DatasetError, FacadesDataset, split_source, to_float
 
 
 def setup_processes(config):
@@ -185,7 +186,8 @@ def resolve_amp(setting, device):
 def load_split(config, split, rank, world_size):
     """The rank-0 process decodes and caches; the others then map its cache."""
     def make():
-        return FacadesDataset(split_source(config['dataset'], split), config['direction'], image_size=config['image_size'],
+        return FacadesDataset(split_source(config['dataset'], split), config['direction'],
+                              augment=config['augment'] and split == 'train', image_size=config['image_size'],
                               cache_dir=config['cache_dir'], skip_bad_images=config['skip_bad_images'],
                               progress=rank == 0)
     data = make() if rank == 0 else None
@@ -200,7 +202,7 @@ def load_split(config, split, rank, world_size):
 
 def check_sides(data, config, advice):
     """One line, before any work, instead of a shape error deep inside the network."""
-    height, width = data.pixels.shape[1], data.pixels.shape[2] // 2
+    height, width = data.image_shape
     multiple = SIDE_MULTIPLE[config['model']]
     if height % multiple or width % multiple:
         raise UserError(f"the images of {data.source} are {width}x{height} per half, but {config['model']} "
@@ -208,12 +210,11 @@ def check_sides(data, config, advice):
 
 
 def train_loader(train_set, cfg, device, sampler):
-    """Batches of uint8 pairs in the sampler's order; the pixels come from the
-    memory-mapped cache, so loader processes only pay for the gather."""
+    """Batches of stored uint8 images in the sampler's order; the pixels come
+    from the memory-mapped cache, so loader processes only pay for the gather."""
     workers = cfg['num_workers'] if cfg['num_workers'] >= 0 else (2 if device.type == 'cuda' else 0)
     return DataLoader(range(len(train_set)), batch_size=cfg['batch_size'], sampler=sampler,
-                      collate_fn=train_set.pair_batch, num_workers=workers,
-                      pin_memory=device.type == 'cuda', persistent_workers=workers > 0)
+                      collate_fn=train_set.gather, num_workers=workers, persistent_workers=workers > 0)
 
 
 def lr_factor(config):
@@ -262,16 +263,16 @@ def epoch_seed(config, epoch, rank):
     return int(np.random.SeedSequence([config['seed'], epoch, rank]).generate_state(1)[0])
 
 
-def model_batches(loader, cfg, device, augment_rng):
+def model_batches(loader, train_set, cfg, device, augment_rng):
     """(input, target) batches ready for the network. With prefetch, the next one
-    is loaded and augmented in a thread while the current one trains: PyTorch
-    releases the GIL, so on a CPU the data path hides behind the step."""
-    def ready(batch):
-        batch = batch.to(device, non_blocking=True)
-        if cfg['augment']:
-            batch = augment_batch(batch, augment_rng)
-        return tuple(prepare(t, cfg) for t in to_float(batch))
-    if not cfg['prefetch']:
+    is loaded and cut in a thread while the current one trains (PyTorch and
+    OpenCV release the GIL): on CUDA that hides the data path, but on a CPU the
+    step already keeps every core busy, and measured slower with the thread."""
+    def ready(images):
+        pair = train_set.cut_pairs(images, augment_rng if cfg['augment'] else None,
+                                   pin_memory=device.type == 'cuda', channels_last=cfg['channels_last'])
+        return to_float(pair.to(device, non_blocking=True), memory_format(cfg))
+    if cfg['prefetch'] == 'off' or (cfg['prefetch'] == 'auto' and device.type != 'cuda'):
         yield from map(ready, loader)
         return
     batches = iter(loader)
@@ -290,32 +291,33 @@ def validate(generator, data, config, device, amp_dtype):
     """Mean absolute error over every pixel and channel of the split, on [-1, 1]."""
     generator.eval()
     total, count = 0.0, 0
-    for start in range(0, len(data), 2 * config['batch_size']):
-        batch = data.pair_batch(range(start, min(start + 2 * config['batch_size'], len(data))))
-        input_image, target_image = to_float(batch.to(device))
+    chunk = min(2 * config['batch_size'], 32)  # bigger batches only run slower on a CPU (cache misses)
+    for start in range(0, len(data), chunk):
+        batch = data.pair_batch(range(start, min(start + chunk, len(data))))
+        input_image, target_image = to_float(batch.to(device), memory_format(config))
         with autocast(device, amp_dtype):
-            output = generator(prepare(input_image, config))
+            output = generator(input_image)
         total += (output.float() - target_image).abs().sum().item()
         count += target_image.numel()
     generator.train()
     return total / count
 
 
-def prepare(images, config):
-    return images.contiguous(memory_format=torch.channels_last) if config['channels_last'] else images
+def memory_format(config):
+    return torch.channels_last if config['channels_last'] else torch.contiguous_format
 
 
 @torch.no_grad()
 def save_samples(generator, data, folder, config, device, amp_dtype):
-    """Input | target | output panels of the first num_samples pairs as folder/NAME.png;
-    returns {name: RGB uint8 panel}."""
+    """Input | target | output panels of the first num_samples pairs as folder/NAME.png
+    (for a jittered training set, their centre crops); returns {name: RGB uint8 panel}."""
     indices = list(range(min(config['num_samples'], len(data))))
     if not indices:
         return {}
-    input_image, target_image = to_float(data.pair_batch(indices).to(device))
+    input_image, target_image = to_float(data.pair_batch(indices).to(device), memory_format(config))
     generator.eval()
     with autocast(device, amp_dtype):
-        output = generator(prepare(input_image, config))
+        output = generator(input_image)
     generator.train()
     names = [Path(data.file_of(i)).stem for i in indices]
     panels = visualize.make_panels(input_image, target_image, output)
@@ -433,7 +435,7 @@ def main(overrides):
         if cfg['gan']:
             sums.update(d_loss=torch.zeros((), device=device), g_gan=torch.zeros((), device=device))
         steps = 0
-        bar = tqdm(model_batches(loader, cfg, device, augment_rng), total=len(loader),
+        bar = tqdm(model_batches(loader, train_set, cfg, device, augment_rng), total=len(loader),
                    desc=f'epoch {epoch}/{cfg["num_epochs"]}', disable=not is_main, leave=False, dynamic_ncols=True)
         for input_image, target_image in bar:
             with autocast(device, amp_dtype):

@@ -6,7 +6,7 @@ Time should grow linearly with the pairs and private memory stay flat.
     python scripts/scaling.py --count 2000       # a quick look
 
 The epoch is the data path alone, as train.py runs it on CPU, with no network:
-DataLoader(collate_fn=pair_batch) -> augment_batch -> to_float. Each size runs
+DataLoader(collate_fn=gather) -> cut_pairs (random crop/flip) -> to_float. Each size runs
 in a fresh process, so each peak is its own. Peak RSS also counts the cache's
 pages that the memory map has touched: those are the kernel's page cache, which
 it drops under pressure, so private memory (RssAnon) is what shows the footprint.
@@ -32,7 +32,7 @@ sys.path.insert(0, str(REPO / 'tests'))
 from conftest import make_pair  # noqa: E402  the tests' synthetic pairs, at 256x256 halves
 sys.path.insert(0, str(REPO))
 import train  # noqa: E402  (the repo root is on the path only now)
-from facades_dataset import FacadesDataset, augment_batch, to_float  # noqa: E402
+from facades_dataset import FacadesDataset, to_float  # noqa: E402
 
 SIDE = 256
 def write_pairs(folder, count):
@@ -85,15 +85,15 @@ def measure(list_file, cache_dir, batch_size):
     torch.set_num_threads(os.cpu_count() or 1)
     sampler = PeakSampler()
     started = time.perf_counter()
-    data = FacadesDataset(list_file, image_size=SIDE, cache_dir=cache_dir, progress=False)
+    data = FacadesDataset(list_file, augment=True, image_size=SIDE, cache_dir=cache_dir, progress=False)
     build_seconds = time.perf_counter() - started
     build_private_mb = sampler.take()
     try:
-        loader = DataLoader(range(len(data)), batch_size=batch_size, shuffle=True, collate_fn=data.pair_batch)
+        loader = DataLoader(range(len(data)), batch_size=batch_size, shuffle=True, collate_fn=data.gather)
         rng = torch.Generator().manual_seed(0)
         started = time.perf_counter()
         for batch in loader:
-            to_float(augment_batch(batch, rng))
+            to_float(data.cut_pairs(batch, rng))
         epoch_seconds = time.perf_counter() - started
         cache_gb = data.cache_path.stat().st_size / 1e9
     finally:
@@ -148,7 +148,7 @@ def main():
               flush=True)
     out = args.out or args.folder / 'scaling.json'
     out.write_text(json.dumps({'batch_size': args.batch_size, 'threads': os.cpu_count(), 'torch': torch.__version__,
-                               'epoch': 'data path only: pair_batch + augment_batch + to_float, no network',
+                               'epoch': 'data path only: gather + cut_pairs + to_float, no network',
                                'load_average': os.getloadavg(), 'sizes': rows}, indent=2) + '\n')
     print(table(rows))
     print(f'epoch: the data path alone (no network), batch {args.batch_size}; wrote {out}')

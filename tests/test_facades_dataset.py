@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from conftest import REAL_DATA, make_pair, write_pairs
-from facades_dataset import DatasetError, FacadesDataset, augment_batch, list_images, to_float
+from facades_dataset import JITTER_SCALE, DatasetError, FacadesDataset, list_images, to_float
 
 
 def dataset(source, tmp_path, **kwargs):
@@ -54,26 +54,55 @@ def test_list_file_and_numeric_order(tmp_path):
     assert len(data) == 2 and data.file_of(0).name == '10.jpg'
 
 
-def test_augmentation_applies_the_same_crop_and_flip_to_both_halves():
-    torch.manual_seed(0)
+def test_augmentation_applies_the_same_crop_and_flip_to_both_halves(tmp_path):
     # a target that is a pixelwise function of the input stays so after augmentation
-    # only if both received the same crop and flip
-    inputs = torch.randint(0, 256, (8, 3, 32, 32), dtype=torch.uint8)
-    batch = torch.cat([inputs, 255 - inputs], 1)
-    augmented = augment_batch(batch, torch.Generator().manual_seed(1))
-    assert augmented.shape == batch.shape and augmented.dtype == torch.float32
-    assert torch.allclose(augmented[:, 3:], 255 - augmented[:, :3], atol=1e-3)
-    assert not torch.allclose(augmented, batch.float())
-    # a different draw per image: not all images moved the same way
-    shifts = [(augmented[i, :3] - batch[i, :3].float()).abs().mean() for i in range(8)]
-    assert len({round(float(s), 3) for s in shifts}) > 1
+    # only if both received the same crop and flip; PNGs keep it exact
+    rng = np.random.default_rng(0)
+    for i in range(1, 9):
+        left = rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)
+        cv2.imwrite(str(tmp_path / f'{i}.png'), np.concatenate([left, 255 - left], axis=1))
+    data = dataset(tmp_path, tmp_path, augment=True)
+    assert data.pixels.shape[1:] == (36, 72, 3) and data.image_shape == (32, 32)  # stored at 32 x 286/256
+    images = data.gather(range(8))
+    pair = data.cut_pairs(images, torch.Generator().manual_seed(1))
+    assert pair.shape == (2, 8, 3, 32, 32) and pair.dtype == torch.uint8
+    assert (pair[1].int() - (255 - pair[0].int())).abs().max() <= 1  # the upscale rounds each half
+    # a different crop and flip per image: compare each with its unflipped offsets
+    stored = images.permute(0, 3, 1, 2)[:, :, :, :36]
+    draws = set()
+    for i in range(8):
+        for flip in (False, True):
+            for y in range(5):
+                for x in range(5):
+                    crop = stored[i, :, y:y + 32, x:x + 32]
+                    if torch.equal(crop.flip(-1) if flip else crop, pair[0, i]):
+                        draws.add((y, x, flip))
+    assert len(draws) > 3 and {flip for _, _, flip in draws} == {False, True}
+    # without a generator: the centre crop, and every plane channels-last
+    centre = data.cut_pairs(images)
+    assert torch.equal(centre[0], stored[:, :, 2:34, 2:34])
+    assert all(plane.is_contiguous(memory_format=torch.channels_last) for plane in centre)
+    # the same cut straight into NCHW planes
+    generator = torch.Generator().manual_seed(1)
+    nchw = data.cut_pairs(images, generator, channels_last=False)
+    assert torch.equal(nchw, pair) and all(plane.is_contiguous() for plane in nchw)
 
 
-def test_augmentation_is_reproducible_from_its_generator():
-    batch = torch.randint(0, 256, (4, 6, 32, 32), dtype=torch.uint8)
-    first = augment_batch(batch, torch.Generator().manual_seed(3))
-    again = augment_batch(batch, torch.Generator().manual_seed(3))
+def test_augmentation_is_reproducible_from_its_generator(tmp_path):
+    data = dataset(write_pairs(tmp_path / 'split', 4), tmp_path, augment=True)
+    images = data.gather(range(4))
+    first = data.cut_pairs(images, torch.Generator().manual_seed(3))
+    again = data.cut_pairs(images, torch.Generator().manual_seed(3))
     assert torch.equal(first, again)
+
+
+def test_jittered_cache_is_separate_and_native_size_keeps_its_shape(tmp_path):
+    split = write_pairs(tmp_path / 'split', 2, size=48)
+    plain, jittered = dataset(split, tmp_path), dataset(split, tmp_path, augment=True)
+    assert plain.cache_path != jittered.cache_path and plain.cache_path.exists()
+    native = dataset(split, tmp_path, image_size=0, augment=True)
+    assert native.pixels.shape[1] == round(48 * JITTER_SCALE) and native.image_shape == (48, 48)
+    assert native[0][0].shape == (3, 48, 48)
 
 
 def test_items_augment_only_when_asked(tmp_path):
@@ -87,8 +116,8 @@ def test_items_augment_only_when_asked(tmp_path):
 
 
 def test_to_float_range():
-    batch = torch.tensor([0, 255], dtype=torch.uint8).repeat(1, 6, 1, 1).view(1, 6, 1, 2)
-    input_image, target_image = to_float(batch)
+    pair = torch.tensor([0, 255], dtype=torch.uint8).repeat(2, 1, 3, 1, 1).view(2, 1, 3, 1, 2)
+    input_image, target_image = to_float(pair)
     assert input_image.min() == -1 and target_image.max() == 1
 
 
@@ -114,9 +143,9 @@ def test_cache_and_plain_decoding_give_identical_batches(tmp_path):
     assert cached.cache_path is not None and in_ram.cache_path is None
     order = [4, 0, 3]
     assert torch.equal(cached.pair_batch(order), in_ram.pair_batch(order))
+    cached, in_ram = dataset(split, tmp_path, augment=True), dataset(split, tmp_path, augment=True, cache_dir='')
     generator = torch.Generator().manual_seed(0), torch.Generator().manual_seed(0)
-    assert torch.equal(augment_batch(cached.pair_batch(order), generator[0]),
-                       augment_batch(in_ram.pair_batch(order), generator[1]))
+    assert torch.equal(cached.pair_batch(order, generator[0]), in_ram.pair_batch(order, generator[1]))
 
 
 def test_dataset_pickles_without_its_pixels(tmp_path):

@@ -50,8 +50,8 @@ def test_save_every_picks_the_epochs(pairs_dir, tmp_path):
 
 
 def test_same_seed_same_weights_with_or_without_prefetch(pairs_dir, tmp_path):
-    train(pairs_dir, tmp_path / 'a', num_epochs=1)
-    train(pairs_dir, tmp_path / 'b', num_epochs=1, prefetch=False)
+    train(pairs_dir, tmp_path / 'a', num_epochs=1, prefetch='on')
+    train(pairs_dir, tmp_path / 'b', num_epochs=1, prefetch='off')
     train(pairs_dir, tmp_path / 'c', num_epochs=1, seed=1)
     first, again, other = (weights(tmp_path / run / 'checkpoints' / 'latest.pth') for run in 'abc')
     assert same_weights(first, again) and not same_weights(first, other)
