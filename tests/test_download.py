@@ -317,8 +317,10 @@ def test_no_curl_nor_wget(tmp_path):
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["INT", "TERM"])
 def test_interrupted_download_leaves_nothing(tmp_path, sig):
-    # The fake curl writes part of the file, then signals the script, as Ctrl-C would.
-    env = fake_tools(tmp_path, FIND_OUT + f'echo partial > "$out"\nkill -{sig.name[3:]} $PPID\n')
+    # The fake curl writes part of the file, then signals the script and itself, as
+    # Ctrl-C does (the whole foreground group). Were curl to exit normally, bash could
+    # take the SIGINT as handled by curl and go on, which no real Ctrl-C produces.
+    env = fake_tools(tmp_path, FIND_OUT + f'echo partial > "$out"\nkill -{sig.name[3:]} $PPID\nkill -{sig.name[3:]} $$\n')
 
     res = run(tmp_path, env=env)
 
