@@ -45,8 +45,11 @@ VAL_ORDER = ["3.jpg", "20.jpg"]
 def run(cwd, *args, env=None):
     full_env = {k: v for k, v in os.environ.items() if k != "DATASETS_DIR"}
     full_env.update(env or {})
-    return subprocess.run([BASH, str(SCRIPT), *args], cwd=cwd, env=full_env,
-                          capture_output=True, text=True, timeout=30)
+    # a background job of a non-interactive shell (a CI runner, say) inherits SIGINT
+    # ignored, and bash cannot trap a signal ignored at entry: give the script the
+    # default, as a terminal would, so that its Ctrl-C handling is what is tested
+    return subprocess.run([BASH, str(SCRIPT), *args], cwd=cwd, env=full_env, capture_output=True, text=True,
+                          timeout=30, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
 
 def make_tree(base, train=TRAIN, val=VAL, test=None):
