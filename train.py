@@ -267,7 +267,7 @@ def model_batches(loader, train_set, cfg, device, augment_rng):
     """(input, target) batches ready for the network. With prefetch, the next one
     is loaded and cut in a thread while the current one trains (PyTorch and
     OpenCV release the GIL): on CUDA that hides the data path, but on a CPU the
-    step already keeps every core busy, and measured slower with the thread."""
+    step already keeps every core busy and the thread gained nothing measurable."""
     def ready(images):
         pair = train_set.cut_pairs(images, augment_rng if cfg['augment'] else None,
                                    pin_memory=device.type == 'cuda', channels_last=cfg['channels_last'])
