@@ -236,7 +236,10 @@ class FacadesDataset(Dataset):
         rename it into place only when complete."""
         cache_path.parent.mkdir(parents=True, exist_ok=True)
         for stale in cache_path.parent.glob(cache_path.name.rsplit('_', 1)[0] + '_*'):
-            stale.unlink(missing_ok=True)  # an older cache of the same split
+            # an older cache of the same split; not this one, which another run may be
+            # reading, nor a temporary, which another run may be writing
+            if not stale.name.startswith(cache_path.stem) and not stale.name.endswith('.tmp'):
+                stale.unlink(missing_ok=True)
         temporary = cache_path.with_name(cache_path.name + f'.{os.getpid()}.tmp')
         array, count, index = None, 0, []
         try:

@@ -136,6 +136,22 @@ def test_cache_is_reused_and_rebuilt_when_an_image_changes(tmp_path):
     assert changed.pair_batch([1]).max() < 10
 
 
+def test_a_cache_build_removes_stale_caches_but_not_another_runs_temporary(tmp_path):
+    """Two runs started together both build the cache: neither may delete the
+    file the other is still writing."""
+    split = write_pairs(tmp_path / 'split', 3)
+    first = dataset(split, tmp_path)
+    prefix = first.cache_path.name.rsplit('_', 1)[0]
+    in_flight = first.cache_path.with_name(first.cache_path.name + '.999999.tmp')
+    in_flight.write_bytes(b'another run, still writing')
+    stale = first.cache_path.with_name(f'{prefix}_0123456789abcdef.npy')
+    stale.write_bytes(b'an older cache')
+    first.cache_path.unlink()
+    rebuilt = dataset(split, tmp_path)
+    assert rebuilt.cache_path == first.cache_path and rebuilt.cache_path.exists()
+    assert in_flight.exists() and not stale.exists()
+
+
 def test_cache_and_plain_decoding_give_identical_batches(tmp_path):
     split = write_pairs(tmp_path / 'split', 5)
     cached = dataset(split, tmp_path)
