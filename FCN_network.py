@@ -123,6 +123,20 @@ GENERATORS = ('fcn', 'unet256')
 SIDE_MULTIPLE = {'fcn': 16, 'unet256': 256}  # what each generator's downsampling needs
 
 
+class SizeError(ValueError):
+    """Images whose sides a network's downsampling cannot take."""
+
+
+def check_sides(shape, model, source, advice):
+    """One line, before any work, instead of a shape error deep inside the network.
+    shape: (height, width) of the halves of the pairs in source."""
+    height, width = shape
+    multiple = SIDE_MULTIPLE[model]
+    if height % multiple or width % multiple:
+        raise SizeError(f'the images of {source} are {width}x{height} per half, but {model} '
+                        f'needs sides that are multiples of {multiple}; {advice}')
+
+
 def build_generator(config):
     """The generator a run's settings describe (keys: model, width, skips)."""
     if config['model'] == 'fcn':

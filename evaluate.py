@@ -27,7 +27,11 @@ import checkpoint
 import metrics
 import visualize
 from facades_dataset import DatasetError, FacadesDataset, split_source, to_float
-from train import UserError, check_sides
+from FCN_network import SizeError, check_sides
+
+
+class UserError(Exception):
+    """A flag combination this script cannot score; printed as one line."""
 
 
 def parse_args():
@@ -69,9 +73,9 @@ def main(args):
     source = Path(args.data_dir) if args.data_dir else split_source(config['dataset'], args.split)
     # decoded into RAM: a single pass gains nothing from a cache, and the dataset folder stays untouched
     data = FacadesDataset(source, config['direction'], image_size=config['image_size'], cache_dir='')
-    check_sides(data, config, f'{args.checkpoint} was trained on other sizes')
+    check_sides(data.image_shape, config['model'], source, f'{args.checkpoint} was trained on other sizes')
     if segmenter is not None:
-        check_sides(data, segmenter_config, f'{args.fcn_score} was trained on other sizes')
+        check_sides(data.image_shape, segmenter_config['model'], source, f'{args.fcn_score} was trained on other sizes')
     score_labels = palette is not None and config['direction'] == 'AtoB'
     out = Path(args.out or Path('eval_results') /
                f'{Path(args.checkpoint).stem}_{Path(args.data_dir).name if args.data_dir else args.split}')
@@ -120,6 +124,6 @@ def main(args):
 if __name__ == '__main__':
     try:
         main(parse_args())
-    except (UserError, DatasetError, checkpoint.CheckpointError, OSError) as error:
+    except (UserError, SizeError, DatasetError, checkpoint.CheckpointError, OSError) as error:
         print(f'error: {error}', file=sys.stderr)
         sys.exit(2)

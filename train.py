@@ -12,10 +12,12 @@ import ast
 import hashlib
 import math
 import os
+import shlex
 import signal
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
 
 # ----------------------------------------------------------------------------- settings
@@ -114,12 +116,6 @@ def parse_overrides(argv, defaults):
     return overrides
 
 
-def fault(point):
-    """Test hook: PIX2PIX_FAULT=kill_after_epoch@3 SIGKILLs the process at that point."""
-    if os.environ.get('PIX2PIX_FAULT') == point:
-        os.kill(os.getpid(), signal.SIGKILL)
-
-
 # the settings are parsed before the heavy imports, so a typo fails at once
 if __name__ == '__main__':
     try:
@@ -138,8 +134,179 @@ from tqdm import tqdm
 
 import checkpoint
 import visualize
-from FCN_network import SIDE_MULTIPLE, PatchDiscriminator, build_generator
+from FCN_network import PatchDiscriminator, SizeError, build_generator, check_sides
 from facades_dataset import DatasetError, FacadesDataset, split_source, to_float
+
+
+def main(overrides):
+    """The training story: processes, settings, data, networks (resumed or
+    fresh), then each epoch trains, validates and saves."""
+    rank, world_size, device = setup_processes(dict(config, **overrides))
+    cfg, resumed = resume_settings(dict(config, **overrides), overrides)
+    is_main = rank == 0
+    if is_main:
+        print('config: ' + ' '.join(f'{k}={v}' for k, v in cfg.items()), flush=True)
+        check_output_folders(cfg)
+    try:
+        train_set = load_split(cfg, 'train', rank, world_size)
+        val_set = load_split(cfg, 'val', rank, world_size)
+        if is_main:
+            print(f'data: {len(train_set)} train, {len(val_set)} val pairs from {cfg["dataset"]} ({cfg["direction"]})')
+            if world_size > 1 and cfg['sync_bn'] and device.type != 'cuda':  # PyTorch's SyncBatchNorm is GPU-only
+                print('note: sync_bn needs CUDA; on CPU each process normalises with its own batch statistics')
+        sampler = DistributedSampler(range(len(train_set)), num_replicas=world_size, rank=rank, shuffle=True,
+                                     seed=cfg['seed'])
+        loader = train_loader(train_set, cfg, device, sampler)
+        run = build_run(cfg, device, world_size, resumed)
+        if resumed and is_main:
+            print(f'resumed from epoch {run.epoch}')
+        writer = open_tensorboard(Path(cfg['checkpoint_dir'])) if cfg['tensorboard'] and is_main else None
+
+        for epoch in range(run.epoch + 1, cfg['num_epochs'] + 1):
+            started, lr = time.time(), run.optimizer.param_groups[0]['lr']
+            sampler.set_epoch(epoch)
+            losses = train_epoch(run, loader, train_set, epoch, rank, world_size)
+            if is_main:
+                end_epoch(run, losses, lr, started, train_set, val_set, writer)
+            if world_size > 1:
+                dist.barrier()
+
+        if world_size > 1:
+            check_ranks_agree(run.model, world_size, is_main)
+            dist.destroy_process_group()
+    except KeyboardInterrupt:
+        sys.exit(interrupted(cfg, world_size) if is_main else 130)
+
+
+@dataclass
+class Run:
+    """A run's state in one place. The fields named in SAVED are what a
+    checkpoint holds, under those names: saving and resuming walk over them.
+    The others say how this process trains them."""
+    cfg: dict
+    device: torch.device
+    amp_dtype: torch.dtype | None         # autocast's dtype; None: fp32
+    model: nn.Module                      # the generator, unwrapped: what is saved and validated
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    scaler: torch.amp.GradScaler          # fp16 only; a no-op otherwise
+    discriminator: nn.Module | None = None
+    optimizer_d: torch.optim.Optimizer | None = None
+    scheduler_d: torch.optim.lr_scheduler.LRScheduler | None = None
+    model_step: nn.Module | None = None          # the networks as the training step calls them:
+    discriminator_step: nn.Module | None = None  # wrapped by DDP and torch.compile when those are on
+    epoch: int = 0                        # the last finished epoch
+    history: list = field(default_factory=list)  # a metrics row per epoch
+
+    SAVED = ('model', 'optimizer', 'scheduler', 'scaler', 'discriminator', 'optimizer_d', 'scheduler_d')
+
+    def parts(self):
+        return {name: getattr(self, name) for name in self.SAVED if getattr(self, name) is not None}
+
+    def state(self):
+        """The checkpoint: tensors and plain types only, so it loads with weights_only=True."""
+        return {'format': checkpoint.FORMAT, 'version': checkpoint.VERSION, 'epoch': self.epoch,
+                'config': self.cfg, 'history': self.history,
+                **{name: part.state_dict() for name, part in self.parts().items()}}
+
+    def restore(self, saved):
+        for name, part in self.parts().items():
+            if isinstance(part, nn.Module):
+                checkpoint.load_weights(part, saved[name], saved['path'], self.cfg)
+            else:
+                part.load_state_dict(saved[name])
+        self.epoch, self.history = saved['epoch'], saved['history']
+
+
+def build_run(cfg, device, world_size, resumed=None):
+    """Networks with the same initial weights on every rank and every run (or
+    the resumed ones), their optimizers and schedulers, and the scaler."""
+    torch.manual_seed(cfg['seed'])
+    networks = [build_generator(cfg).to(device)] + ([PatchDiscriminator().to(device)] if cfg['gan'] else [])
+    if world_size > 1 and cfg['sync_bn'] and device.type == 'cuda':
+        networks = [nn.SyncBatchNorm.convert_sync_batchnorm(net) for net in networks]
+    if cfg['channels_last']:
+        networks = [net.to(memory_format=torch.channels_last) for net in networks]
+    lr = cfg['lr'] * (world_size if cfg['scale_lr'] else 1)
+
+    def optimizer_and_schedule(network):
+        optimizer = torch.optim.Adam(network.parameters(), lr, betas=(cfg['beta1'], cfg['beta2']))
+        return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor(cfg))
+    amp_dtype = resolve_amp(cfg['amp'], device)
+    run = Run(cfg, device, amp_dtype, networks[0], *optimizer_and_schedule(networks[0]),
+              torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16))
+    if cfg['gan']:
+        run.discriminator = networks[1]
+        run.optimizer_d, run.scheduler_d = optimizer_and_schedule(networks[1])
+    if resumed:
+        run.restore(resumed)
+    run.model_step, run.discriminator_step = (wrap_for_training(net, cfg, world_size) if net else None
+                                              for net in (run.model, run.discriminator))
+    return run
+
+
+def wrap_for_training(network, cfg, world_size):
+    if world_size > 1:
+        network = DistributedDataParallel(network)
+    return torch.compile(network) if cfg['compile'] else network
+
+
+def train_epoch(run, loader, train_set, epoch, rank, world_size):
+    """One pass over this rank's shard, then the schedulers' step; returns the
+    epoch's mean losses over all ranks."""
+    cfg, device = run.cfg, run.device
+    torch.manual_seed(epoch_seed(cfg, epoch, rank))  # dropout
+    augment_rng = torch.Generator().manual_seed(epoch_seed(cfg, epoch, rank))
+    criterion = gan_criterion(cfg['gan_loss'])
+    sums = {name: torch.zeros((), device=device) for name in
+            (('train_l1', 'd_loss', 'g_gan') if cfg['gan'] else ('train_l1',))}
+    steps = 0
+    bar = tqdm(model_batches(loader, train_set, cfg, device, augment_rng), total=len(loader),
+               desc=f'epoch {epoch}/{cfg["num_epochs"]}', disable=rank != 0, leave=False, dynamic_ncols=True)
+    for input_image, target_image in bar:
+        with autocast(device, run.amp_dtype):
+            output = run.model_step(input_image)
+        l1 = (output.float() - target_image).abs().mean()
+        loss = l1
+        if cfg['gan']:
+            loss_d, g_gan = gan_losses(run, criterion, input_image, target_image, output)
+            loss = g_gan + cfg['lambda_l1'] * l1
+            sums['d_loss'] += loss_d
+            sums['g_gan'] += g_gan.detach()
+        if fault(f'nan_loss@{epoch}'):
+            loss = loss * float('nan')
+        run.scaler.scale(loss).backward()
+        run.scaler.step(run.optimizer)
+        run.scaler.update()
+        run.optimizer.zero_grad(set_to_none=True)
+        sums['train_l1'] += l1.detach()
+        steps += 1
+        if steps % 10 == 1 or steps == len(loader):
+            check_finite(loss.item(), epoch, cfg)
+            bar.set_postfix(l1=f'{sums["train_l1"].item() / steps:.4f}')
+    check_finite(loss.item(), epoch, cfg)
+    for scheduler in (run.scheduler, run.scheduler_d):
+        if scheduler:
+            scheduler.step()
+    run.epoch = epoch
+    if world_size > 1:  # every rank's mean, for the log
+        for value in sums.values():
+            dist.all_reduce(value)
+    return {name: value.item() / steps / world_size for name, value in sums.items()}
+
+
+def end_epoch(run, losses, lr, started, train_set, val_set, writer):
+    """Rank 0 after each epoch: validate (when due), log, save, print."""
+    cfg, epoch = run.cfg, run.epoch
+    final = epoch == cfg['num_epochs']
+    row = {'epoch': epoch, **losses}
+    if epoch % cfg['validate_every'] == 0 or final or epoch % cfg['save_every'] == 0:
+        row['val_l1'] = validate(run.model, val_set, cfg, run.device, run.amp_dtype)
+    row.update(lr=lr, seconds=round(time.time() - started, 2))
+    run.history.append(row)
+    save_epoch(run, final, train_set, val_set, writer)
+    tqdm.write(f'epoch {epoch}: ' + '  '.join(f'{k} {format_value(v)}' for k, v in row.items() if k != 'epoch'))
+    fault(f'kill_after_epoch@{epoch}')
 
 
 def setup_processes(config):
@@ -167,20 +334,30 @@ def setup_processes(config):
     return rank, world_size, device
 
 
-def autocast(device, amp_dtype):
-    return torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None)
+def resume_settings(cfg, overrides):
+    """(settings, checkpoint or None): a resumed run takes its saved settings,
+    with only RESUMABLE ones overridable."""
+    if not cfg['resume']:
+        return cfg, None
+    path = Path(cfg['checkpoint_dir']) / 'latest.pth' if cfg['resume'] == 'latest' else Path(cfg['resume'])
+    resumed = checkpoint.load(path)
+    resumed['path'] = str(path)
+    saved = resumed['config']
+    changed = [k for k in overrides if k not in RESUMABLE and overrides[k] != saved.get(k, overrides[k])]
+    if changed:
+        raise UserError(f'{path} was trained with ' + ', '.join(f'{k}={saved[k]!r}' for k in changed) +
+                        '; a resumed run must keep them (start a new run in another checkpoint_dir instead)')
+    return {**config, **{k: v for k, v in saved.items() if k in config}, **overrides}, resumed
 
 
-def resolve_amp(setting, device):
-    """The autocast dtype, or None for full fp32."""
-    if setting == 'off':
-        return None
-    if setting == 'auto':
-        if device.type == 'cuda':
-            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-        cpu_has_bf16 = torch.cpu._is_amx_tile_supported() or torch.cpu._is_avx512_bf16_supported()
-        return torch.bfloat16 if cpu_has_bf16 else None
-    return {'bf16': torch.bfloat16, 'fp16': torch.float16}[setting]
+def check_output_folders(cfg):
+    for folder in (cfg['checkpoint_dir'], cfg['train_results_dir'], cfg['val_results_dir']):
+        try:
+            Path(folder).mkdir(parents=True, exist_ok=True)
+            checkpoint.atomic_write(Path(folder) / '.write_test', b'')
+            (Path(folder) / '.write_test').unlink()
+        except OSError as error:
+            raise UserError(f'cannot write to output folder {folder}: {error.strerror or error}') from None
 
 
 def load_split(config, split, rank, world_size):
@@ -196,17 +373,8 @@ def load_split(config, split, rank, world_size):
     data = data or make()
     if data.skipped and rank == 0:
         print(f'skipped {len(data.skipped)} unreadable {split} images (skip_bad_images is on)')
-    check_sides(data, config, 'set image_size to one (e.g. 256)')
+    check_sides(data.image_shape, config['model'], data.source, 'set image_size to one (e.g. 256)')
     return data
-
-
-def check_sides(data, config, advice):
-    """One line, before any work, instead of a shape error deep inside the network."""
-    height, width = data.image_shape
-    multiple = SIDE_MULTIPLE[config['model']]
-    if height % multiple or width % multiple:
-        raise UserError(f"the images of {data.source} are {width}x{height} per half, but {config['model']} "
-                        f'needs sides that are multiples of {multiple}; {advice}')
 
 
 def train_loader(train_set, cfg, device, sampler):
@@ -215,52 +383,6 @@ def train_loader(train_set, cfg, device, sampler):
     workers = cfg['num_workers'] if cfg['num_workers'] >= 0 else (2 if device.type == 'cuda' else 0)
     return DataLoader(range(len(train_set)), batch_size=cfg['batch_size'], sampler=sampler,
                       collate_fn=train_set.gather, num_workers=workers, persistent_workers=workers > 0)
-
-
-def lr_factor(config):
-    """The learning-rate multiplier per epoch (0-based) of the chosen schedule."""
-    if config['lr_schedule'] == 'linear':
-        decay_start = config['num_epochs'] // 2
-        return lambda epoch: 1.0 - max(0, epoch + 1 - decay_start) / (config['num_epochs'] - decay_start + 1)
-    if config['lr_schedule'] == 'step':
-        return lambda epoch: config['lr_gamma'] ** ((epoch + 1) // config['lr_step'])
-    return lambda epoch: 1.0
-
-
-def gan_criterion(kind):
-    def criterion(prediction, is_real):
-        target = torch.full_like(prediction, float(is_real))
-        if kind == 'lsgan':
-            return F.mse_loss(prediction, target)
-        return F.binary_cross_entropy_with_logits(prediction, target)
-    return criterion
-
-
-def gan_losses(discriminator, model_d, optimizer_d, scaler, criterion, input_image, target_image, output,
-               device, amp_dtype):
-    """One discriminator step on real pairs vs this step's outputs (one backward
-    each, which DDP handles), then the generator's adversarial loss, judged by the
-    unwrapped D so that DDP sees no second forward. Returns (D loss, G's GAN loss)."""
-    loss_d = 0.0
-    for images, is_real in ((output.detach(), False), (target_image, True)):
-        with autocast(device, amp_dtype):
-            part = 0.5 * criterion(discriminator(input_image, images).float(), is_real)
-        scaler.scale(part).backward()
-        loss_d += part.detach()
-    scaler.step(optimizer_d)
-    optimizer_d.zero_grad(set_to_none=True)
-    model_d.requires_grad_(False)
-    with autocast(device, amp_dtype):
-        g_gan = criterion(model_d(input_image, output).float(), True)
-    model_d.requires_grad_(True)
-    return loss_d, g_gan
-
-
-def epoch_seed(config, epoch, rank):
-    """All randomness of an epoch (shuffle aside) derives from (seed, epoch, rank),
-    so a resumed run repeats exactly what the uninterrupted run would do, on
-    every rank, with no random state carried between epochs."""
-    return int(np.random.SeedSequence([config['seed'], epoch, rank]).generate_state(1)[0])
 
 
 def model_batches(loader, train_set, cfg, device, augment_rng):
@@ -286,6 +408,78 @@ def model_batches(loader, train_set, cfg, device, augment_rng):
             yield current
 
 
+def memory_format(config):
+    return torch.channels_last if config['channels_last'] else torch.contiguous_format
+
+
+def epoch_seed(config, epoch, rank):
+    """All randomness of an epoch (shuffle aside) derives from (seed, epoch, rank),
+    so a resumed run repeats exactly what the uninterrupted run would do, on
+    every rank, with no random state carried between epochs."""
+    return int(np.random.SeedSequence([config['seed'], epoch, rank]).generate_state(1)[0])
+
+
+def lr_factor(config):
+    """The learning-rate multiplier per epoch (0-based) of the chosen schedule."""
+    if config['lr_schedule'] == 'linear':
+        decay_start = config['num_epochs'] // 2
+        return lambda epoch: 1.0 - max(0, epoch + 1 - decay_start) / (config['num_epochs'] - decay_start + 1)
+    if config['lr_schedule'] == 'step':
+        return lambda epoch: config['lr_gamma'] ** ((epoch + 1) // config['lr_step'])
+    return lambda epoch: 1.0
+
+
+def resolve_amp(setting, device):
+    """The autocast dtype, or None for full fp32."""
+    if setting == 'off':
+        return None
+    if setting == 'auto':
+        if device.type == 'cuda':
+            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        cpu_has_bf16 = torch.cpu._is_amx_tile_supported() or torch.cpu._is_avx512_bf16_supported()
+        return torch.bfloat16 if cpu_has_bf16 else None
+    return {'bf16': torch.bfloat16, 'fp16': torch.float16}[setting]
+
+
+def autocast(device, amp_dtype):
+    return torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None)
+
+
+def gan_criterion(kind):
+    def criterion(prediction, is_real):
+        target = torch.full_like(prediction, float(is_real))
+        if kind == 'lsgan':
+            return F.mse_loss(prediction, target)
+        return F.binary_cross_entropy_with_logits(prediction, target)
+    return criterion
+
+
+def gan_losses(run, criterion, input_image, target_image, output):
+    """One discriminator step on real pairs vs this step's outputs (one backward
+    each, which DDP handles), then the generator's adversarial loss, judged by the
+    unwrapped D so that DDP sees no second forward. Returns (D loss, G's GAN loss)."""
+    loss_d = 0.0
+    for images, is_real in ((output.detach(), False), (target_image, True)):
+        with autocast(run.device, run.amp_dtype):
+            part = 0.5 * criterion(run.discriminator_step(input_image, images).float(), is_real)
+        run.scaler.scale(part).backward()
+        loss_d += part.detach()
+    run.scaler.step(run.optimizer_d)
+    run.optimizer_d.zero_grad(set_to_none=True)
+    run.discriminator.requires_grad_(False)
+    with autocast(run.device, run.amp_dtype):
+        g_gan = criterion(run.discriminator(input_image, output).float(), True)
+    run.discriminator.requires_grad_(True)
+    return loss_d, g_gan
+
+
+def check_finite(value, epoch, cfg):
+    if not math.isfinite(value):
+        raise UserError(f'the loss became {value} in epoch {epoch}; training stopped, and '
+                        f'{Path(cfg["checkpoint_dir"]) / "latest.pth"} still holds the last good epoch '
+                        '(try a lower lr)')
+
+
 @torch.no_grad()
 def validate(generator, data, config, device, amp_dtype):
     """Mean absolute error over every pixel and channel of the split, on [-1, 1]."""
@@ -303,22 +497,39 @@ def validate(generator, data, config, device, amp_dtype):
     return total / count
 
 
-def memory_format(config):
-    return torch.channels_last if config['channels_last'] else torch.contiguous_format
+def save_epoch(run, final, train_set, val_set, writer):
+    """Everything a run writes at the end of an epoch: latest checkpoint, metrics
+    CSV, the loss curve at validated epochs, at save epochs a numbered checkpoint,
+    the sample panels and the galleries, and the TensorBoard log when it is on."""
+    cfg, epoch, state = run.cfg, run.epoch, run.state()
+    checkpoint_dir = Path(cfg['checkpoint_dir'])
+    write_metrics_csv(checkpoint_dir / 'metrics.csv', run.history)
+    if 'val_l1' in run.history[-1]:
+        visualize.plot_losses(Path(cfg['train_results_dir']) / 'loss.png', run.history)
+    panels = {}
+    if epoch % cfg['save_every'] == 0 or final:
+        checkpoint.save(state, checkpoint_dir / f"{cfg['model']}_epoch_{epoch}.pth")
+        for split, data in (('train', train_set), ('val', val_set)):
+            folder = Path(cfg[f'{split}_results_dir'])
+            panels[split] = save_samples(run, data, folder / f'epoch_{epoch}')
+            visualize.write_gallery(folder, run.history, split)
+    checkpoint.save(state, checkpoint_dir / 'latest.pth')
+    if writer:
+        visualize.log_tensorboard(writer, run.history[-1], panels)
 
 
 @torch.no_grad()
-def save_samples(generator, data, folder, config, device, amp_dtype):
+def save_samples(run, data, folder):
     """Input | target | output panels of the first num_samples pairs as folder/NAME.png
     (for a jittered training set, their centre crops); returns {name: RGB uint8 panel}."""
-    indices = list(range(min(config['num_samples'], len(data))))
+    indices = list(range(min(run.cfg['num_samples'], len(data))))
     if not indices:
         return {}
-    input_image, target_image = to_float(data.pair_batch(indices).to(device), memory_format(config))
-    generator.eval()
-    with autocast(device, amp_dtype):
-        output = generator(input_image)
-    generator.train()
+    input_image, target_image = to_float(data.pair_batch(indices).to(run.device), memory_format(run.cfg))
+    run.model.eval()
+    with autocast(run.device, run.amp_dtype):
+        output = run.model(input_image)
+    run.model.train()
     names = [Path(data.file_of(i)).stem for i in indices]
     panels = visualize.make_panels(input_image, target_image, output)
     visualize.write_pngs(folder, names, panels)
@@ -335,157 +546,15 @@ def format_value(value):
     return f'{value:.6g}' if isinstance(value, float) else str(value)
 
 
-def resume_settings(cfg, overrides):
-    """(checkpoint or None, settings): a resumed run takes its saved settings,
-    with only RESUMABLE ones overridable."""
-    if not cfg['resume']:
-        return None, cfg
-    path = Path(cfg['checkpoint_dir']) / 'latest.pth' if cfg['resume'] == 'latest' else Path(cfg['resume'])
-    resumed = checkpoint.load(path)
-    resumed['path'] = str(path)
-    saved = resumed['config']
-    changed = [k for k in overrides if k not in RESUMABLE and overrides[k] != saved.get(k, overrides[k])]
-    if changed:
-        raise UserError(f'{path} was trained with ' + ', '.join(f'{k}={saved[k]!r}' for k in changed) +
-                        '; a resumed run must keep them (start a new run in another checkpoint_dir instead)')
-    return resumed, {**config, **{k: v for k, v in saved.items() if k in config}, **overrides}
-
-
-def check_output_folders(cfg):
-    for folder in (cfg['checkpoint_dir'], cfg['train_results_dir'], cfg['val_results_dir']):
-        try:
-            Path(folder).mkdir(parents=True, exist_ok=True)
-            checkpoint.atomic_write(Path(folder) / '.write_test', b'')
-            (Path(folder) / '.write_test').unlink()
-        except OSError as error:
-            raise UserError(f'cannot write to output folder {folder}: {error.strerror or error}') from None
-
-
-def main(overrides):
-    cfg = dict(config, **overrides)
-    rank, world_size, device = setup_processes(cfg)
-    is_main = rank == 0
-    checkpoint_dir = Path(cfg['checkpoint_dir'])
-    resumed, cfg = resume_settings(cfg, overrides)
-    if is_main:
-        print('config: ' + ' '.join(f'{k}={v}' for k, v in cfg.items()), flush=True)
-        check_output_folders(cfg)
-
-    train_set = load_split(cfg, 'train', rank, world_size)
-    val_set = load_split(cfg, 'val', rank, world_size)
-    if is_main:
-        print(f'data: {len(train_set)} train, {len(val_set)} val pairs from {cfg["dataset"]} ({cfg["direction"]})')
-    sampler = DistributedSampler(range(len(train_set)), num_replicas=world_size, rank=rank, shuffle=True,
-                                 seed=cfg['seed'])
-    loader = train_loader(train_set, cfg, device, sampler)
-
-    torch.manual_seed(cfg['seed'])  # the same initial weights on every rank and every run
-    generator = build_generator(cfg).to(device)
-    discriminator = PatchDiscriminator().to(device) if cfg['gan'] else None
-    networks = [net for net in (generator, discriminator) if net is not None]
-    if world_size > 1 and cfg['sync_bn']:
-        if device.type == 'cuda':
-            networks = [nn.SyncBatchNorm.convert_sync_batchnorm(net) for net in networks]
-        elif is_main:  # PyTorch's SyncBatchNorm runs on GPUs only
-            print('note: sync_bn needs CUDA; on CPU each process normalises with its own batch statistics')
-    if cfg['channels_last']:
-        networks = [net.to(memory_format=torch.channels_last) for net in networks]
-    generator, discriminator = networks[0], (networks[1] if cfg['gan'] else None)
-    lr = cfg['lr'] * (world_size if cfg['scale_lr'] else 1)
-    betas = (cfg['beta1'], cfg['beta2'])
-    optimizer = torch.optim.Adam(generator.parameters(), lr, betas=betas)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor(cfg))
-    optimizer_d = torch.optim.Adam(discriminator.parameters(), lr, betas=betas) if cfg['gan'] else None
-    scheduler_d = torch.optim.lr_scheduler.LambdaLR(optimizer_d, lr_factor(cfg)) if cfg['gan'] else None
-    amp_dtype = resolve_amp(cfg['amp'], device)
-    scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
-
-    history, start_epoch = [], 1
-    if resumed:
-        checkpoint.load_weights(generator, resumed['model'], resumed['path'], cfg)
-        optimizer.load_state_dict(resumed['optimizer'])
-        scheduler.load_state_dict(resumed['scheduler'])
-        if cfg['gan']:
-            checkpoint.load_weights(discriminator, resumed['discriminator'], resumed['path'], cfg)
-            optimizer_d.load_state_dict(resumed['optimizer_d'])
-            scheduler_d.load_state_dict(resumed['scheduler_d'])
-        scaler.load_state_dict(resumed['scaler'])
-        history, start_epoch = resumed['history'], resumed['epoch'] + 1
-        if is_main:
-            print(f'resumed from epoch {resumed["epoch"]}')
-
-    # the unwrapped networks are what checkpoints hold and validation runs
-    model_g, model_d = generator, discriminator
-    if world_size > 1:
-        generator = DistributedDataParallel(generator)
-        discriminator = DistributedDataParallel(discriminator) if cfg['gan'] else None
-    if cfg['compile']:
-        generator = torch.compile(generator)
-        discriminator = torch.compile(discriminator) if cfg['gan'] else None
-    criterion = gan_criterion(cfg['gan_loss'])
-    writer = open_tensorboard(checkpoint_dir) if cfg['tensorboard'] and is_main else None
-
-    for epoch in range(start_epoch, cfg['num_epochs'] + 1):
-        started = time.time()
-        epoch_lr = optimizer.param_groups[0]['lr']
-        sampler.set_epoch(epoch)
-        torch.manual_seed(epoch_seed(cfg, epoch, rank))  # dropout
-        augment_rng = torch.Generator().manual_seed(epoch_seed(cfg, epoch, rank))
-        sums = {'train_l1': torch.zeros((), device=device)}
-        if cfg['gan']:
-            sums.update(d_loss=torch.zeros((), device=device), g_gan=torch.zeros((), device=device))
-        steps = 0
-        bar = tqdm(model_batches(loader, train_set, cfg, device, augment_rng), total=len(loader),
-                   desc=f'epoch {epoch}/{cfg["num_epochs"]}', disable=not is_main, leave=False, dynamic_ncols=True)
-        for input_image, target_image in bar:
-            with autocast(device, amp_dtype):
-                output = generator(input_image)
-            l1 = (output.float() - target_image).abs().mean()
-            if cfg['gan']:
-                loss_d, g_gan = gan_losses(discriminator, model_d, optimizer_d, scaler, criterion, input_image,
-                                           target_image, output, device, amp_dtype)
-                loss = g_gan + cfg['lambda_l1'] * l1
-                sums['d_loss'] += loss_d
-                sums['g_gan'] += g_gan.detach()
-            else:
-                loss = l1
-            if os.environ.get('PIX2PIX_FAULT') == f'nan_loss@{epoch}':  # test hook
-                loss = loss * float('nan')
-            scaler.scale(loss).backward()
-            scaler.step(optimizer)
-            scaler.update()
-            optimizer.zero_grad(set_to_none=True)
-            sums['train_l1'] += l1.detach()
-            steps += 1
-            if steps % 10 == 1 or steps == len(loader):
-                running = sums['train_l1'].item() / steps
-                check_finite(loss.item(), epoch, checkpoint_dir)
-                bar.set_postfix(l1=f'{running:.4f}')
-        check_finite(loss.item(), epoch, checkpoint_dir)
-        scheduler.step()
-        if cfg['gan']:
-            scheduler_d.step()
-        if world_size > 1:  # every rank's mean, for the log
-            for value in sums.values():
-                dist.all_reduce(value)
-        row = {'epoch': epoch, **{k: v.item() / steps / world_size for k, v in sums.items()}}
-        final = epoch == cfg['num_epochs']
-        if is_main:
-            if epoch % cfg['validate_every'] == 0 or final or epoch % cfg['save_every'] == 0:
-                row['val_l1'] = validate(model_g, val_set, cfg, device, amp_dtype)
-            row['lr'] = epoch_lr
-            row['seconds'] = round(time.time() - started, 2)
-            history.append(row)
-            save_epoch(epoch, final, cfg, history, model_g, model_d, optimizer, scheduler, optimizer_d,
-                       scheduler_d, scaler, train_set, val_set, device, amp_dtype, writer)
-            tqdm.write(f'epoch {epoch}: ' + '  '.join(f'{k} {format_value(v)}' for k, v in row.items()
-                                                      if k != 'epoch'))
-            fault(f'kill_after_epoch@{epoch}')
-        if world_size > 1:
-            dist.barrier()
-    if world_size > 1:
-        check_ranks_agree(model_g, world_size, is_main)
-        dist.destroy_process_group()
+def open_tensorboard(checkpoint_dir):
+    """A SummaryWriter logging to checkpoint_dir/tensorboard, or None (and one
+    line saying why) when the package is missing: training goes on without it."""
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        print('tensorboard is not installed (pip install tensorboard); logging to it is off')
+        return None
+    return SummaryWriter(str(checkpoint_dir / 'tensorboard'))
 
 
 def check_ranks_agree(model, world_size, is_main):
@@ -500,55 +569,36 @@ def check_ranks_agree(model, world_size, is_main):
         print(f'weights identical on all {world_size} processes ({digests[0][:12]})')
 
 
-def check_finite(value, epoch, checkpoint_dir):
-    if not math.isfinite(value):
-        raise UserError(f'the loss became {value} in epoch {epoch}; training stopped, and '
-                        f'{checkpoint_dir / "latest.pth"} still holds the last good epoch (try a lower lr)')
+def interrupted(cfg, world_size):
+    """What Ctrl-C prints: where the run's last finished epoch is, and the
+    command that continues it, as typed."""
+    latest = Path(cfg['checkpoint_dir']) / 'latest.pth'
+    if not latest.is_file():
+        return '\ninterrupted before the first epoch finished; nothing was saved'
+    command = 'python train.py' if world_size == 1 else f'torchrun --standalone --nproc_per_node={world_size} train.py'
+    command += ' --resume'
+    if Path(cfg['checkpoint_dir']) != Path(config['checkpoint_dir']):
+        command += ' ' + shlex.quote(f'--checkpoint_dir={cfg["checkpoint_dir"]}')
+    return f'\ninterrupted; the last finished epoch is in {latest}; continue with: {command}'
 
 
-def save_epoch(epoch, final, cfg, history, model_g, model_d, optimizer, scheduler, optimizer_d, scheduler_d,
-               scaler, train_set, val_set, device, amp_dtype, writer):
-    """Everything a run writes at the end of an epoch: latest checkpoint, metrics
-    CSV, the loss curve at validated epochs, at save epochs a numbered checkpoint,
-    the sample panels and the galleries, and the TensorBoard log when it is on."""
-    checkpoint_dir = Path(cfg['checkpoint_dir'])
-    state = {'format': checkpoint.FORMAT, 'version': checkpoint.VERSION, 'epoch': epoch, 'config': cfg,
-             'history': history, 'model': model_g.state_dict(), 'optimizer': optimizer.state_dict(),
-             'scheduler': scheduler.state_dict(), 'scaler': scaler.state_dict()}
-    if cfg['gan']:
-        state.update(discriminator=model_d.state_dict(), optimizer_d=optimizer_d.state_dict(),
-                     scheduler_d=scheduler_d.state_dict())
-    write_metrics_csv(checkpoint_dir / 'metrics.csv', history)
-    if 'val_l1' in history[-1]:
-        visualize.plot_losses(Path(cfg['train_results_dir']) / 'loss.png', history)
-    panels = {}
-    if epoch % cfg['save_every'] == 0 or final:
-        checkpoint.save(state, checkpoint_dir / f"{cfg['model']}_epoch_{epoch}.pth")
-        for split, data in (('train', train_set), ('val', val_set)):
-            folder = Path(cfg[f'{split}_results_dir'])
-            panels[split] = save_samples(model_g, data, folder / f'epoch_{epoch}', cfg, device, amp_dtype)
-            visualize.write_gallery(folder, history, split)
-    checkpoint.save(state, checkpoint_dir / 'latest.pth')
-    if writer:
-        visualize.log_tensorboard(writer, history[-1], panels)
-
-
-def open_tensorboard(checkpoint_dir):
-    """A SummaryWriter logging to checkpoint_dir/tensorboard, or None (and one
-    line saying why) when the package is missing: training goes on without it."""
-    try:
-        from torch.utils.tensorboard import SummaryWriter
-    except ImportError:
-        print('tensorboard is not installed (pip install tensorboard); logging to it is off')
-        return None
-    return SummaryWriter(str(checkpoint_dir / 'tensorboard'))
+# ----------------------------------------------------------------------------- test hooks
+def fault(point):
+    """The test suite's fault injection, the only one in the loop: with
+    PIX2PIX_FAULT=POINT set, 'kill_after_epoch@N' SIGKILLs the process at that
+    point and 'nan_loss@N' makes this return True there. (checkpoint.save
+    holds the third, kill_in_save@N, halfway through writing a file.)"""
+    if os.environ.get('PIX2PIX_FAULT') != point:
+        return False
+    if point.startswith('kill'):
+        os.kill(os.getpid(), signal.SIGKILL)
+    return True
 
 
 if __name__ == '__main__':
     try:
         main(_overrides)
-    except (UserError, DatasetError, checkpoint.CheckpointError) as _error:
+    except (UserError, SizeError, DatasetError, checkpoint.CheckpointError) as _error:
         sys.exit(f'error: {_error}')
-    except KeyboardInterrupt:
-        sys.exit(f'\ninterrupted; the last finished epoch is in {Path(config["checkpoint_dir"]) / "latest.pth"}, '
-                 'continue with: python train.py --resume')
+    except KeyboardInterrupt:  # before the run's settings were known
+        sys.exit('\ninterrupted before training started; nothing was saved')
