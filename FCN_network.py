@@ -1,5 +1,6 @@
 """The networks: the assignment's fully convolutional network (optionally with
-skip connections), the Pix2Pix U-Net generator, and the 70x70 PatchGAN.
+skip connections), the Pix2Pix U-Net generator, and the 70x70 PatchGAN; and
+what they need to run: image sides their downsampling can take, a device.
 
 All generators map an RGB image in [-1, 1] to an RGB image in [-1, 1] of the
 same size. `build_generator(config)` is how train, evaluate and predict make one
@@ -144,3 +145,46 @@ def build_generator(config):
     if config['model'] == 'unet256':
         return UNet256(config['width'])
     raise ValueError(f"unknown model {config['model']!r}; expected one of {', '.join(GENERATORS)}")
+
+
+def generate(generator, images, mirror=False):
+    """The generator's output for a batch; with mirror, the mean of it and the
+    mirrored output of the mirrored input (test-time augmentation: the networks
+    train on mirrored pairs, so both passes are equally valid guesses)."""
+    output = generator(images)
+    if mirror:
+        output = (output + generator(images.flip(-1)).flip(-1)) / 2
+    return output
+
+
+class DeviceError(ValueError):
+    """A device setting this machine cannot honour."""
+
+
+def pick_device(name='auto', local_rank=0, allow_mps=True):
+    """The torch.device of a device setting: 'auto' (CUDA, then Apple's MPS,
+    then the CPU), 'cpu', 'cuda' (this process's GPU under torchrun), 'cuda:1', 'mps'."""
+    if name == 'auto':
+        name = 'cuda' if torch.cuda.is_available() else 'mps' if allow_mps and mps_works() else 'cpu'
+    if name.startswith('cuda') and not torch.cuda.is_available():
+        raise DeviceError(f'--device={name}: CUDA is not available on this machine')
+    if name == 'mps' and not mps_works():
+        raise DeviceError('--device=mps: Apple\'s MPS is not available on this machine')
+    try:
+        device = torch.device(f'cuda:{local_rank}' if name == 'cuda' else name)
+    except RuntimeError:
+        raise DeviceError(f'--device={name}: expected auto, cpu, cuda, cuda:N or mps') from None
+    return device
+
+
+def mps_works():
+    """Apple's GPU, when present and usable. This path cannot be tested off a Mac,
+    so it stays this small: if MPS fails its first use, one line says so and the
+    CPU is used instead."""
+    if not torch.backends.mps.is_available():
+        return False
+    try:
+        return torch.ones(2, device='mps').sum().item() == 2
+    except Exception as error:  # a broken MPS fails in many ways, all meaning the same here
+        print(f'note: MPS is present but failed ({str(error).splitlines()[0][:120]}); using the CPU')
+        return False

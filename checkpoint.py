@@ -100,10 +100,20 @@ def load_weights(module, weights, path, config):
                               f'{describe(config)}') from None
 
 
+def generator_weights(state):
+    """The generator weights a checkpoint is used with: its weight average (EMA)
+    when the run kept one and it has started, else the trained weights. This is
+    what train.py validated, so evaluate.py reproduces the logged val_l1."""
+    ema = state.get('ema')
+    if ema is not None and ema['n_averaged'] > 0:
+        return {name.removeprefix('module.'): weight for name, weight in ema.items() if name.startswith('module.')}
+    return state['model']
+
+
 def load_generator(path, device='cpu'):
     """(generator in eval mode, checkpoint) from a checkpoint alone: the network's
     settings travel inside it."""
     state = load(path)
     generator = build_generator(state['config'])
-    load_weights(generator, state['model'], path, state['config'])
+    load_weights(generator, generator_weights(state), path, state['config'])
     return generator.to(device).eval(), state

@@ -14,6 +14,7 @@ and class_iou. For label map -> photo runs (BtoA), --fcn_score gives the paper's
 FCN-score: a photo -> label map network trained with this repo labels the
 generated photos, and its labels are scored against the input label maps;
 fcn_score_real scores the same network on the real photos, as the bound.
+--mirror adds the same scores of test-time mirroring as mirror_* keys.
 """
 import argparse
 import json
@@ -27,7 +28,7 @@ import checkpoint
 import metrics
 import visualize
 from facades_dataset import DatasetError, FacadesDataset, split_source, to_float
-from FCN_network import SizeError, check_sides
+from FCN_network import DeviceError, SizeError, check_sides, generate, pick_device
 
 
 class UserError(Exception):
@@ -46,6 +47,11 @@ def parse_args():
     parser.add_argument('--fcn_score', metavar='PHOTO2LABEL_CHECKPOINT',
                         help='for label map -> photo runs: a photo -> label map checkpoint that scores the outputs')
     parser.add_argument('--batch_size', type=int, default=16)
+    parser.add_argument('--mirror', action='store_true',
+                        help='also score test-time mirroring (the mean of the output and the mirrored output of the '
+                             'mirrored input) as mirror_* keys; the plain keys stay the single pass')
+    parser.add_argument('--device', default='auto',
+                        help="as train.py's device setting: auto (CUDA, else MPS, else the CPU), cpu, cuda, cuda:1, mps")
     return parser.parse_args()
 
 
@@ -63,7 +69,7 @@ def load_segmenter(path, config, palette, device):
 
 
 def main(args):
-    device = torch.device('cuda' if torch.cuda.is_available() else 'cpu')
+    device = pick_device(args.device)
     generator, state = checkpoint.load_generator(args.checkpoint, device)
     config = state['config']
     palette_name = metrics.palette_name(config['dataset']) if args.palette == 'auto' else args.palette
@@ -81,49 +87,57 @@ def main(args):
                f'{Path(args.checkpoint).stem}_{Path(args.data_dir).name if args.data_dir else args.split}')
     out.mkdir(parents=True, exist_ok=True)
 
-    sums = {'l1': 0.0, 'psnr': 0.0, 'ssim': 0.0}
+    # '' is the single pass, the number compared with other work; 'mirror_' the test-time mirrored one
+    passes = {'': False, 'mirror_': True} if args.mirror else {'': False}
+    sums = {f'{prefix}{key}': 0.0 for prefix in passes for key in ('l1', 'psnr', 'ssim')}
     confusions = {}  # summed over batches: a dataset-wide confusion matrix, as in the paper's code
     with torch.no_grad():
         for start in tqdm(range(0, len(data), args.batch_size), desc='evaluating', unit='batch'):
             indices = range(start, min(start + args.batch_size, len(data)))
             input_image, target_image = to_float(data.pair_batch(indices).to(device))
-            output = generator(input_image)
-            visualize.save_panels(out, [Path(data.file_of(i)).stem for i in indices],
-                                  input_image, target_image, output)
-            outputs, targets = metrics.to_uint8(output), metrics.to_uint8(target_image)
-            sums['l1'] += metrics.l1(output, target_image) * len(indices)  # every image has the same size
-            for output_pixels, target_pixels in zip(outputs, targets):
-                sums['psnr'] += metrics.psnr(output_pixels, target_pixels)
-                sums['ssim'] += metrics.ssim(output_pixels, target_pixels)
+            targets, label_maps = metrics.to_uint8(target_image), metrics.to_uint8(input_image)
             scored = {}
-            if score_labels:
-                scored['labels'] = (outputs, targets)
+            for prefix, mirror in passes.items():
+                output = generate(generator, input_image, mirror)
+                if not mirror:
+                    visualize.save_panels(out, [Path(data.file_of(i)).stem for i in indices],
+                                          input_image, target_image, output)
+                outputs = metrics.to_uint8(output)
+                sums[f'{prefix}l1'] += metrics.l1(output, target_image) * len(indices)  # images are one size
+                for output_pixels, target_pixels in zip(outputs, targets):
+                    sums[f'{prefix}psnr'] += metrics.psnr(output_pixels, target_pixels)
+                    sums[f'{prefix}ssim'] += metrics.ssim(output_pixels, target_pixels)
+                if score_labels:
+                    scored[f'{prefix}labels'] = (outputs, targets)
+                if segmenter is not None:
+                    scored[f'{prefix}fcn_score'] = (metrics.to_uint8(segmenter(output)), label_maps)
             if segmenter is not None:
-                label_maps = metrics.to_uint8(input_image)
-                scored['fcn_score'] = (metrics.to_uint8(segmenter(output)), label_maps)
                 scored['fcn_score_real'] = (metrics.to_uint8(segmenter(target_image)), label_maps)
             for key, (predicted, truth) in scored.items():
                 confusions[key] = confusions.get(key, 0) + metrics.label_confusion(predicted, truth, palette)
 
     results = {'checkpoint': str(args.checkpoint), 'epoch': state.get('epoch'), 'data': str(source),
                'direction': config['direction'], 'palette': palette_name if palette else None, 'images': len(data),
+               'weights': 'ema' if checkpoint.generator_weights(state) is not state['model'] else 'trained',
                **{key: total / len(data) for key, total in sums.items()}}
-    if 'labels' in confusions:
-        results.update(metrics.label_scores(confusions.pop('labels')))
+    for prefix in passes:
+        if f'{prefix}labels' in confusions:
+            results.update({prefix + key: value for key, value in
+                            metrics.label_scores(confusions.pop(f'{prefix}labels')).items()})
     results.update({key: metrics.label_scores(confusion) for key, confusion in confusions.items()})
     checkpoint.atomic_write(out / 'metrics.json', json.dumps(results, indent=2) + '\n')
 
     print(f'{len(data)} images of {source} ({config["direction"]}), panels and metrics.json in {out}')
     for key, value in results.items():
         if isinstance(value, dict):
-            print(f'{key:<16}' + '  '.join(f'{name} {score:.4f}' for name, score in value.items()))
+            print(f'{key:<20}' + '  '.join(f'{name} {score:.4f}' for name, score in value.items()))
         elif isinstance(value, float):
-            print(f'{key:<16}{value:.4f}')
+            print(f'{key:<20}{value:.4f}')
 
 
 if __name__ == '__main__':
     try:
         main(parse_args())
-    except (UserError, SizeError, DatasetError, checkpoint.CheckpointError, OSError) as error:
+    except (UserError, SizeError, DeviceError, DatasetError, checkpoint.CheckpointError, OSError) as error:
         print(f'error: {error}', file=sys.stderr)
         sys.exit(2)

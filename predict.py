@@ -19,7 +19,7 @@ from tqdm import tqdm
 
 import checkpoint
 import visualize
-from FCN_network import SIDE_MULTIPLE
+from FCN_network import SIDE_MULTIPLE, DeviceError, generate, pick_device
 from facades_dataset import DatasetError, list_images, read_rgb
 
 
@@ -39,15 +39,16 @@ def resize(image, height, width):
 
 
 @torch.no_grad()
-def predict(generator, image, config, device):
-    """RGB uint8 (H, W, 3) -> the generator's RGB uint8 output, also (H, W, 3)."""
+def predict(generator, image, config, device, mirror=False):
+    """RGB uint8 (H, W, 3) -> the generator's RGB uint8 output, also (H, W, 3);
+    mirror: averaged with the mirrored output of the mirrored input."""
     height, width = image.shape[:2]
     # resize, not reflect-pad: training resized every image to image_size (decode_pair), so
     # resizing shows the network the scale it learned; padding would keep a large photo far
     # bigger than anything it saw and add mirrored borders it never saw
     small = resize(image, *network_size(height, width, config))
     batch = torch.from_numpy(small).permute(2, 0, 1)[None].to(device).float().div(127.5).sub(1)
-    output = visualize.to_image(generator(batch)[0])
+    output = visualize.to_image(generate(generator, batch, mirror)[0])
     return resize(output, height, width)
 
 
@@ -68,16 +69,20 @@ def main():
     parser.add_argument('input', type=Path, help='an image, or a folder of images')
     parser.add_argument('--out', type=Path, default=Path('predictions'), help='output folder (default: predictions)')
     parser.add_argument('--panels', action='store_true', help='write input | output side by side')
+    parser.add_argument('--mirror', action='store_true',
+                        help='test-time mirroring: average the output with the mirrored output of the mirrored input')
+    parser.add_argument('--device', default='auto',
+                        help="as train.py's device setting: auto (CUDA, else MPS, else the CPU), cpu, cuda, cuda:1, mps")
     args = parser.parse_args()
 
     if not args.input.exists():
         fail(f'{args.input}: no such file or folder')
-    device = torch.device('cuda' if torch.cuda.is_available() else 'cpu')
     try:
+        device = pick_device(args.device)
         generator, state = checkpoint.load_generator(args.checkpoint, device)
         paths = list_images(args.input) if args.input.is_dir() else [args.input]
         args.out.mkdir(parents=True, exist_ok=True)
-    except (checkpoint.CheckpointError, DatasetError) as error:
+    except (checkpoint.CheckpointError, DatasetError, DeviceError) as error:
         fail(error)
     except OSError as error:
         fail(f'cannot write to {args.out}: {error.strerror or error}')
@@ -89,7 +94,7 @@ def main():
         except DatasetError as error:
             tqdm.write(f'skipped {error}', file=sys.stderr)
             continue
-        output = predict(generator, image, state['config'], device)
+        output = predict(generator, image, state['config'], device, args.mirror)
         checkpoint.atomic_write(args.out / name,
                                 visualize.encode_png(np.concatenate([image, output], 1) if args.panels else output))
         written += 1

@@ -45,6 +45,8 @@ lr_schedule = 'linear'       # 'linear': constant, then linearly to 0 over the l
                              # 'step': x lr_gamma every lr_step epochs (the assignment); 'constant'
 lr_step = 200
 lr_gamma = 0.2
+ema = 0.995                  # per-step decay of the weight average (EMA) that is validated, saved and used; 0: none
+ema_start = 0                # epochs trained before the averaging starts (its first update copies the weights)
 scale_lr = False             # under torchrun: multiply lr by the number of processes
 # output
 validate_every = 1           # epochs between validation passes
@@ -57,12 +59,12 @@ resume = ''                  # 'latest' (bare --resume) or a checkpoint path: co
 tensorboard = False          # also log to checkpoint_dir/tensorboard
 # system
 seed = 0
-device = 'auto'              # 'auto' (CUDA when present), 'cpu', 'cuda', 'cuda:1', ...
+device = 'auto'              # 'auto' (CUDA, else Apple's MPS, else the CPU), 'cpu', 'cuda', 'cuda:1', 'mps'
 threads = 0                  # CPU threads per process; 0: the cores, shared among local processes
 num_workers = -1             # loader processes; -1: none on CPU (the cache makes loading cheap), 2 on CUDA
 prefetch = 'auto'            # cut the next batch in a thread while this one trains: 'on', 'off', 'auto' (on
                              # with CUDA; on a CPU the thread only takes cores from the step)
-amp = 'auto'                 # 'auto': bf16 on CUDA and on CPUs with bf16 units, else off; 'bf16', 'fp16', 'off'
+amp = 'auto'                 # 'auto': bf16 on CUDA and on CPUs with bf16 units, else off (fp32); 'bf16', 'fp16', 'off'
 channels_last = True         # NHWC memory format, faster convolutions on CPU and tensor cores
 compile = False              # torch.compile the networks (pays off only for long GPU runs)
 sync_bn = True               # under torchrun on CUDA: SyncBatchNorm, so statistics cover the global batch
@@ -74,10 +76,13 @@ CHOICES = {'direction': ('AtoB', 'BtoA'), 'model': ('fcn', 'unet256'), 'gan_loss
            'lr_schedule': ('linear', 'step', 'constant'), 'amp': ('auto', 'bf16', 'fp16', 'off'),
            'backend': ('auto', 'gloo', 'nccl'), 'prefetch': ('auto', 'on', 'off')}
 POSITIVE = {'width', 'num_epochs', 'batch_size', 'lr', 'lr_step', 'validate_every', 'save_every'}
+FRACTIONS = {'ema'}  # in [0, 1)
 # settings that may differ when a run is resumed; the others must match the checkpoint
 RESUMABLE = {'num_epochs', 'resume', 'device', 'threads', 'num_workers', 'prefetch', 'validate_every', 'save_every',
              'tensorboard', 'compile', 'skip_bad_images', 'cache_dir', 'backend', 'checkpoint_dir',
              'train_results_dir', 'val_results_dir'}
+# settings newer than some checkpoints, with the values that reproduce the runs saved before them
+ADDED = {'ema': 0.0, 'ema_start': 0}
 
 
 class UserError(Exception):
@@ -112,6 +117,8 @@ def parse_overrides(argv, defaults):
             raise UserError(f'--{name}={text}: expected one of {", ".join(CHOICES[name])}')
         if name in POSITIVE and value <= 0:
             raise UserError(f'--{name}={text}: must be greater than 0')
+        if name in FRACTIONS and not 0 <= value < 1:
+            raise UserError(f'--{name}={text}: must be at least 0 and below 1')
         overrides[name] = value
     return overrides
 
@@ -129,12 +136,13 @@ import torch.distributed as dist
 import torch.nn as nn
 import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torch.utils.data import DataLoader, DistributedSampler
 from tqdm import tqdm
 
 import checkpoint
 import visualize
-from FCN_network import PatchDiscriminator, SizeError, build_generator, check_sides
+from FCN_network import DeviceError, PatchDiscriminator, SizeError, build_generator, check_sides, pick_device
 from facades_dataset import DatasetError, FacadesDataset, split_source, to_float
 
 
@@ -193,12 +201,13 @@ class Run:
     discriminator: nn.Module | None = None
     optimizer_d: torch.optim.Optimizer | None = None
     scheduler_d: torch.optim.lr_scheduler.LRScheduler | None = None
+    ema: AveragedModel | None = None      # the generator's weight average
     model_step: nn.Module | None = None          # the networks as the training step calls them:
     discriminator_step: nn.Module | None = None  # wrapped by DDP and torch.compile when those are on
     epoch: int = 0                        # the last finished epoch
     history: list = field(default_factory=list)  # a metrics row per epoch
 
-    SAVED = ('model', 'optimizer', 'scheduler', 'scaler', 'discriminator', 'optimizer_d', 'scheduler_d')
+    SAVED = ('model', 'optimizer', 'scheduler', 'scaler', 'discriminator', 'optimizer_d', 'scheduler_d', 'ema')
 
     def parts(self):
         return {name: getattr(self, name) for name in self.SAVED if getattr(self, name) is not None}
@@ -216,6 +225,11 @@ class Run:
             else:
                 part.load_state_dict(saved[name])
         self.epoch, self.history = saved['epoch'], saved['history']
+
+    def averaged_model(self):
+        """The generator to validate and show: the weight average once it has
+        started, else the trained weights themselves."""
+        return self.ema.module if self.ema is not None and self.ema.n_averaged > 0 else self.model
 
 
 def build_run(cfg, device, world_size, resumed=None):
@@ -238,6 +252,8 @@ def build_run(cfg, device, world_size, resumed=None):
     if cfg['gan']:
         run.discriminator = networks[1]
         run.optimizer_d, run.scheduler_d = optimizer_and_schedule(networks[1])
+    if cfg['ema']:  # BatchNorm statistics are averaged too, so they fit the averaged weights
+        run.ema = AveragedModel(run.model, multi_avg_fn=get_ema_multi_avg_fn(cfg['ema']), use_buffers=True)
     if resumed:
         run.restore(resumed)
     run.model_step, run.discriminator_step = (wrap_for_training(net, cfg, world_size) if net else None
@@ -279,6 +295,8 @@ def train_epoch(run, loader, train_set, epoch, rank, world_size):
         run.scaler.step(run.optimizer)
         run.scaler.update()
         run.optimizer.zero_grad(set_to_none=True)
+        if run.ema is not None and epoch > cfg['ema_start']:
+            run.ema.update_parameters(run.model)
         sums['train_l1'] += l1.detach()
         steps += 1
         if steps % 10 == 1 or steps == len(loader):
@@ -301,7 +319,7 @@ def end_epoch(run, losses, lr, started, train_set, val_set, writer):
     final = epoch == cfg['num_epochs']
     row = {'epoch': epoch, **losses}
     if epoch % cfg['validate_every'] == 0 or final or epoch % cfg['save_every'] == 0:
-        row['val_l1'] = validate(run.model, val_set, cfg, run.device, run.amp_dtype)
+        row['val_l1'] = validate(run.averaged_model(), val_set, cfg, run.device, run.amp_dtype)
     row.update(lr=lr, seconds=round(time.time() - started, 2))
     run.history.append(row)
     save_epoch(run, final, train_set, val_set, writer)
@@ -312,15 +330,8 @@ def end_epoch(run, losses, lr, started, train_set, val_set, writer):
 def setup_processes(config):
     """(rank, world_size, device); joins the process group under torchrun."""
     rank, world_size = int(os.environ.get('RANK', 0)), int(os.environ.get('WORLD_SIZE', 1))
-    local_rank = int(os.environ.get('LOCAL_RANK', 0))
-    name = config['device']
-    if name == 'auto':
-        name = 'cuda' if torch.cuda.is_available() else 'cpu'
-    if name.startswith('cuda') and not torch.cuda.is_available():
-        raise UserError(f'--device={name}: CUDA is not available on this machine')
-    if name == 'cuda':  # one device per local process
-        name = f'cuda:{local_rank}'
-    device = torch.device(name)
+    # one device per local process; Apple's MPS only for a single one (DDP does not run on it)
+    device = pick_device(config['device'], int(os.environ.get('LOCAL_RANK', 0)), allow_mps=world_size == 1)
     if device.type == 'cuda':
         torch.cuda.set_device(device)
         torch.backends.cudnn.benchmark = True  # fixed image sizes: the fastest kernels, picked once
@@ -347,7 +358,7 @@ def resume_settings(cfg, overrides):
     if changed:
         raise UserError(f'{path} was trained with ' + ', '.join(f'{k}={saved[k]!r}' for k in changed) +
                         '; a resumed run must keep them (start a new run in another checkpoint_dir instead)')
-    return {**config, **{k: v for k, v in saved.items() if k in config}, **overrides}, resumed
+    return {**config, **ADDED, **{k: v for k, v in saved.items() if k in config}, **overrides}, resumed
 
 
 def check_output_folders(cfg):
@@ -437,7 +448,7 @@ def resolve_amp(setting, device):
         if device.type == 'cuda':
             return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
         cpu_has_bf16 = torch.cpu._is_amx_tile_supported() or torch.cpu._is_avx512_bf16_supported()
-        return torch.bfloat16 if cpu_has_bf16 else None
+        return torch.bfloat16 if device.type == 'cpu' and cpu_has_bf16 else None  # MPS: fp32
     return {'bf16': torch.bfloat16, 'fp16': torch.float16}[setting]
 
 
@@ -526,10 +537,10 @@ def save_samples(run, data, folder):
     if not indices:
         return {}
     input_image, target_image = to_float(data.pair_batch(indices).to(run.device), memory_format(run.cfg))
-    run.model.eval()
+    generator = run.averaged_model().eval()
     with autocast(run.device, run.amp_dtype):
-        output = run.model(input_image)
-    run.model.train()
+        output = generator(input_image)
+    generator.train()
     names = [Path(data.file_of(i)).stem for i in indices]
     panels = visualize.make_panels(input_image, target_image, output)
     visualize.write_pngs(folder, names, panels)
@@ -598,7 +609,7 @@ def fault(point):
 if __name__ == '__main__':
     try:
         main(_overrides)
-    except (UserError, SizeError, DatasetError, checkpoint.CheckpointError) as _error:
+    except (UserError, SizeError, DeviceError, DatasetError, checkpoint.CheckpointError) as _error:
         sys.exit(f'error: {_error}')
     except KeyboardInterrupt:  # before the run's settings were known
         sys.exit('\ninterrupted before training started; nothing was saved')

@@ -31,7 +31,6 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / 'tests'))
 from conftest import make_pair  # noqa: E402  the tests' synthetic pairs, at 256x256 halves
 sys.path.insert(0, str(REPO))
-import train  # noqa: E402  (the repo root is on the path only now)
 from facades_dataset import FacadesDataset, to_float  # noqa: E402
 
 SIDE = 256
@@ -121,7 +120,7 @@ def main():
                         help='synthetic pairs, the largest subset (default: %(default)s)')
     parser.add_argument('--folder', type=Path, default=Path('/tmp/pix2pix_scaling'),
                         help='where the pairs, the caches and the JSON go (default: %(default)s)')
-    parser.add_argument('--batch_size', type=int, default=train.config['batch_size'])
+    parser.add_argument('--batch_size', type=int, default=16, help="train.py's default batch (default: 16)")
     parser.add_argument('--out', type=Path, help='the JSON results (default: FOLDER/scaling.json)')
     parser.add_argument('--measure', type=Path, help=argparse.SUPPRESS)  # internal: one subset's list file
     args = parser.parse_args()

@@ -1,7 +1,9 @@
 import pytest
 import torch
 
-from FCN_network import FullyConvNetwork, PatchDiscriminator, UNet256, build_generator
+import FCN_network
+from FCN_network import (DeviceError, FullyConvNetwork, PatchDiscriminator, SizeError, UNet256, build_generator,
+                         check_sides, generate, pick_device)
 
 
 @pytest.mark.parametrize('skips', [False, True])
@@ -49,3 +51,51 @@ def test_build_generator():
     assert isinstance(build_generator({'model': 'unet256', 'width': 4, 'skips': False}), UNet256)
     with pytest.raises(ValueError, match='unknown model'):
         build_generator({'model': 'resnet', 'width': 4, 'skips': False})
+
+
+def test_check_sides_names_the_multiple():
+    check_sides((256, 512), 'unet256', 'x', 'advice')
+    check_sides((48, 80), 'fcn', 'x', 'advice')
+    with pytest.raises(SizeError, match='are 80x40 per half, but fcn needs sides that are multiples of 16; fix it'):
+        check_sides((40, 80), 'fcn', 'x', 'fix it')
+    with pytest.raises(SizeError, match='multiples of 256'):
+        check_sides((256, 128), 'unet256', 'x', 'fix it')
+
+
+def test_mirrored_generation_averages_both_passes():
+    """A 'generator' that adds a left-to-right ramp: its mirrored pass adds the
+    mirrored ramp, so the mean adds the ramp's mean, the same in every column."""
+    ramp = torch.arange(4.0)
+    images = torch.zeros(1, 1, 2, 4)
+    assert torch.equal(generate(lambda x: x + ramp, images), ramp.expand(1, 1, 2, 4))
+    assert torch.equal(generate(lambda x: x + ramp, images, mirror=True), torch.full((1, 1, 2, 4), 1.5))
+    # the input is mirrored too, not only the output: an image-dependent network shows it
+    image = torch.tensor([[[[1.0, 2.0, 3.0, 4.0]]]])
+    assert torch.equal(generate(lambda x: x * ramp, image, mirror=True),
+                       (image * ramp + (image.flip(-1) * ramp).flip(-1)) / 2)
+
+
+def test_pick_device():
+    if not torch.backends.mps.is_available():
+        assert pick_device('auto') == torch.device('cuda:0' if torch.cuda.is_available() else 'cpu')
+    assert pick_device('cpu') == torch.device('cpu')
+    with pytest.raises(DeviceError, match='expected auto, cpu, cuda, cuda:N or mps'):
+        pick_device('gpu')
+    if not torch.cuda.is_available():
+        with pytest.raises(DeviceError, match='CUDA is not available'):
+            pick_device('cuda:1')
+    else:
+        assert pick_device('cuda', local_rank=0) == torch.device('cuda:0')
+
+
+@pytest.mark.skipif(torch.backends.mps.is_available(), reason='a working MPS would be used')
+def test_a_failing_mps_falls_back_to_the_cpu_in_one_line(monkeypatch, capsys):
+    """Off a Mac, MPS 'present' but failing its first use stands for a broken one."""
+    monkeypatch.setattr(torch.backends.mps, 'is_available', lambda: True)
+    if not torch.cuda.is_available():
+        assert pick_device('auto') == torch.device('cpu')
+        note = capsys.readouterr().out.strip().splitlines()
+        assert len(note) == 1 and note[0].startswith('note: MPS is present but failed') and 'using the CPU' in note[0]
+    assert pick_device('auto', allow_mps=False).type != 'mps'
+    with pytest.raises(DeviceError, match='MPS is not available'):
+        pick_device('mps')

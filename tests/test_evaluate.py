@@ -8,6 +8,7 @@ import checkpoint
 import train
 from FCN_network import build_generator
 from conftest import run_script, tiny_run_args, write_pairs, write_tiny_dataset
+from facades_dataset import FacadesDataset, to_float
 
 LABEL_KEYS = {'pixel_acc', 'class_acc', 'class_iou'}
 
@@ -127,3 +128,29 @@ def test_problems_fail_in_one_line(runs, tmp_path, problem):
                                              checkpoints['no_skips_btoa'], '--palette', 'facades']}[problem]
     assert failed_in_one_line(evaluate(*args, cwd=tmp_path, check=False))
     assert not (tmp_path / 'eval_results').exists()
+
+
+def test_mirror_is_reported_beside_the_single_pass(runs, tmp_path):
+    """Both numbers recomputed here from the checkpoint's generator: the plain
+    keys stay the single pass, mirror_* is the mean with the mirrored pass."""
+    data, checkpoints = runs
+    evaluate(checkpoints['skips'], '--data_dir', data / 'val', '--mirror', '--palette', 'facades',
+             '--device', 'cpu', '--out', tmp_path, cwd=tmp_path)
+    metrics = read_metrics(tmp_path)
+    generator, _ = checkpoint.load_generator(checkpoints['skips'])
+    dataset = FacadesDataset(data / 'val', image_size=32, cache_dir='')
+    input_image, target_image = to_float(dataset.pair_batch(range(len(dataset))))
+    with torch.no_grad():
+        single = generator(input_image)
+        mirrored = (single + generator(input_image.flip(3)).flip(3)) / 2
+    assert metrics['l1'] == pytest.approx((single - target_image).abs().mean().item(), abs=1e-6)
+    assert metrics['mirror_l1'] == pytest.approx((mirrored - target_image).abs().mean().item(), abs=1e-6)
+    assert abs(metrics['mirror_l1'] - metrics['l1']) > 1e-5
+    assert {f'mirror_{key}' for key in LABEL_KEYS | {'psnr', 'ssim'}} <= set(metrics)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason='CUDA is present here')
+def test_a_device_this_machine_lacks_is_one_line(runs, tmp_path):
+    data, checkpoints = runs
+    result = evaluate(checkpoints['skips'], '--data_dir', data / 'val', '--device', 'cuda', cwd=tmp_path, check=False)
+    assert failed_in_one_line(result) and 'CUDA is not available' in result.stderr

@@ -5,7 +5,9 @@ import re
 import cv2
 import numpy as np
 import pytest
+import torch
 
+import checkpoint
 from conftest import run_script, tiny_run_args, write_tiny_dataset
 
 SIZES = {'wide': (30, 40), 'square': (64, 64), 'tall': (50, 17)}  # name: (height, width)
@@ -101,3 +103,27 @@ def test_a_bad_checkpoint_is_one_line(photos, tmp_path, bad):
     assert result.returncode == 2
     assert result.stderr.startswith('error: ') and len(result.stderr.strip().splitlines()) == 1
     assert bad in result.stderr
+
+
+def test_mirror_and_device_flags(checkpoint_path, tmp_path):
+    """--mirror writes the mean of the output and the mirrored output of the mirrored
+    input (recomputed here); --device takes train.py's values."""
+    image = np.random.default_rng(1).integers(0, 256, (32, 32, 3), np.uint8)
+    cv2.imwrite(str(tmp_path / 'in.png'), image)
+    for flag in ('', '--mirror'):
+        run_script('predict.py', checkpoint_path, tmp_path / 'in.png', '--out', tmp_path / f'out{flag}',
+                   '--device', 'cpu', *([flag] if flag else []), cwd=tmp_path)
+    generator, _ = checkpoint.load_generator(checkpoint_path)
+    batch = torch.from_numpy(cv2.cvtColor(image, cv2.COLOR_BGR2RGB)).permute(2, 0, 1)[None].float() / 127.5 - 1
+    with torch.no_grad():
+        single = generator(batch)
+        mirrored = (single + generator(batch.flip(3)).flip(3)) / 2
+    for flag, output in (('', single), ('--mirror', mirrored)):
+        expected = ((output[0].clamp(-1, 1) + 1) * 127.5).round().permute(1, 2, 0).numpy().astype(np.uint8)
+        written = cv2.cvtColor(cv2.imread(str(tmp_path / f'out{flag}' / 'in.png')), cv2.COLOR_BGR2RGB)
+        assert np.abs(written.astype(int) - expected).max() <= 1, flag
+    if not torch.cuda.is_available():
+        result = run_script('predict.py', checkpoint_path, tmp_path / 'in.png', '--device', 'cuda', cwd=tmp_path,
+                            check=False)
+        assert result.returncode == 2 and result.stderr.strip() == 'error: --device=cuda: CUDA is not available ' \
+            'on this machine'

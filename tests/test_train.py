@@ -7,7 +7,9 @@ import pytest
 import torch
 
 import checkpoint
+from FCN_network import build_generator
 from conftest import REAL_DATA, run_script, tiny_run_args, write_pairs
+from facades_dataset import FacadesDataset, to_float
 
 
 def train(data, out, *extra, check=True, env=None, **settings):
@@ -65,6 +67,7 @@ def test_resume_continues_exactly(pairs_dir, tmp_path):
     straight = checkpoint.load(tmp_path / 'straight' / 'checkpoints' / 'latest.pth')
     resumed = checkpoint.load(tmp_path / 'split' / 'checkpoints' / 'latest.pth')
     assert resumed['epoch'] == 4 and same_weights(straight['model'], resumed['model'])
+    assert same_weights(straight['ema'], resumed['ema'])  # the weight average resumes exactly too
     assert [row['train_l1'] for row in straight['history']] == [row['train_l1'] for row in resumed['history']]
 
 
@@ -85,8 +88,9 @@ def test_killed_run_resumes_to_the_same_weights(pairs_dir, tmp_path, fault):
     latest = checkpoint.load(tmp_path / 'killed' / 'checkpoints' / 'latest.pth')  # never torn
     assert latest['epoch'] == 2
     train(pairs_dir, tmp_path / 'killed', '--resume', **settings)
-    straight = weights(tmp_path / 'straight' / 'checkpoints' / 'latest.pth')
-    assert same_weights(straight, weights(tmp_path / 'killed' / 'checkpoints' / 'latest.pth'))
+    straight = checkpoint.load(tmp_path / 'straight' / 'checkpoints' / 'latest.pth')
+    resumed = checkpoint.load(tmp_path / 'killed' / 'checkpoints' / 'latest.pth')
+    assert same_weights(straight['model'], resumed['model']) and same_weights(straight['ema'], resumed['ema'])
     assert not list((tmp_path / 'killed' / 'checkpoints').glob('.*.tmp'))
 
 
@@ -206,3 +210,52 @@ def test_real_facades_smoke(tmp_path):
     result = train(data, tmp_path, image_size=256, num_epochs=1, width=8)
     assert 'epoch 1:' in result.stdout
     assert cv2.imread(str(tmp_path / 'val_results' / 'epoch_1' / '1.png')).shape == (256, 768, 3)
+
+
+def test_weight_average_starts_with_a_copy_then_follows_its_decay(pairs_dir, tmp_path):
+    """One step per epoch (batch 8 of 8 images), saved every epoch. With
+    ema_start=1 the average's first update (epoch 2) copies the weights and
+    epoch 3's blends them: ema = d * w2 + (1 - d) * w3, BatchNorm statistics too."""
+    decay = 0.75
+    train(pairs_dir, tmp_path, num_epochs=3, batch_size=8, ema=decay, ema_start=1, amp='off')
+    w2 = checkpoint.load(tmp_path / 'checkpoints' / 'fcn_epoch_2.pth')
+    w3 = checkpoint.load(tmp_path / 'checkpoints' / 'fcn_epoch_3.pth')
+    assert w2['ema']['n_averaged'] == 1 and w3['ema']['n_averaged'] == 2
+    for name, weight in w2['model'].items():
+        assert torch.equal(w2['ema'][f'module.{name}'], weight), name
+        if weight.is_floating_point():
+            expected = decay * weight + (1 - decay) * w3['model'][name]
+            assert torch.allclose(w3['ema'][f'module.{name}'], expected, atol=1e-6), name
+    assert not same_weights(w3['model'], {k.removeprefix('module.'): v for k, v in w3['ema'].items()
+                                          if k.startswith('module.')})
+
+
+def test_validation_scores_the_weight_average(pairs_dir, tmp_path):
+    """The logged val_l1 is the average's, recomputed here from the checkpoint."""
+    train(pairs_dir, tmp_path, num_epochs=2, ema=0.5, amp='off', channels_last=False)
+    state = checkpoint.load(tmp_path / 'checkpoints' / 'latest.pth')
+    data = FacadesDataset(pairs_dir / 'val', image_size=32, cache_dir='')
+    input_image, target_image = to_float(data.pair_batch(range(len(data))))
+
+    def val_l1(weights):
+        network = build_generator(state['config'])
+        network.load_state_dict(weights)
+        with torch.no_grad():
+            return (network.eval()(input_image) - target_image).abs().mean().item()
+    averaged = checkpoint.generator_weights(state)
+    assert averaged is not state['model']
+    logged = state['history'][-1]['val_l1']
+    assert abs(val_l1(averaged) - logged) < 1e-6 and abs(val_l1(state['model']) - logged) > 1e-5
+
+
+def test_resume_of_a_checkpoint_from_before_the_weight_average(pairs_dir, tmp_path):
+    """Checkpoints saved before the ema setting existed resume as they ran: without one."""
+    train(pairs_dir, tmp_path, num_epochs=1, ema=0.0)
+    path = tmp_path / 'checkpoints' / 'latest.pth'
+    state = checkpoint.load(path)
+    for key in ('ema', 'ema_start'):
+        state['config'].pop(key)
+    checkpoint.save(state, path)
+    result = train(pairs_dir, tmp_path, '--resume', num_epochs=2)
+    assert 'resumed from epoch 1' in result.stdout and ' ema=0.0 ' in result.stdout
+    assert 'ema' not in checkpoint.load(path)
