@@ -45,8 +45,8 @@ lr_schedule = 'linear'       # 'linear': constant, then linearly to 0 over the l
                              # 'step': x lr_gamma every lr_step epochs (the assignment); 'constant'
 lr_step = 200
 lr_gamma = 0.2
-ema = 0.995                  # per-step decay of the weight average (EMA) that is validated, saved and used; 0: none
-ema_start = 0                # epochs trained before the averaging starts (its first update copies the weights)
+ema = 0.999                  # per-step decay of the weight average (EMA) that is validated, saved and used; 0: none
+ema_start = 0.5              # fraction of the epochs trained before the averaging starts (it starts as a copy)
 scale_lr = False             # under torchrun: multiply lr by the number of processes
 # output
 validate_every = 1           # epochs between validation passes
@@ -76,13 +76,13 @@ CHOICES = {'direction': ('AtoB', 'BtoA'), 'model': ('fcn', 'unet256'), 'gan_loss
            'lr_schedule': ('linear', 'step', 'constant'), 'amp': ('auto', 'bf16', 'fp16', 'off'),
            'backend': ('auto', 'gloo', 'nccl'), 'prefetch': ('auto', 'on', 'off')}
 POSITIVE = {'width', 'num_epochs', 'batch_size', 'lr', 'lr_step', 'validate_every', 'save_every'}
-FRACTIONS = {'ema'}  # in [0, 1)
+FRACTIONS = {'ema', 'ema_start'}  # in [0, 1)
 # settings that may differ when a run is resumed; the others must match the checkpoint
 RESUMABLE = {'num_epochs', 'resume', 'device', 'threads', 'num_workers', 'prefetch', 'validate_every', 'save_every',
              'tensorboard', 'compile', 'skip_bad_images', 'cache_dir', 'backend', 'checkpoint_dir',
              'train_results_dir', 'val_results_dir'}
 # settings newer than some checkpoints, with the values that reproduce the runs saved before them
-ADDED = {'ema': 0.0, 'ema_start': 0}
+ADDED = {'ema': 0.0, 'ema_start': 0.0}
 
 
 class UserError(Exception):
@@ -295,7 +295,7 @@ def train_epoch(run, loader, train_set, epoch, rank, world_size):
         run.scaler.step(run.optimizer)
         run.scaler.update()
         run.optimizer.zero_grad(set_to_none=True)
-        if run.ema is not None and epoch > cfg['ema_start']:
+        if run.ema is not None and epoch > cfg['ema_start'] * cfg['num_epochs']:
             run.ema.update_parameters(run.model)
         sums['train_l1'] += l1.detach()
         steps += 1

@@ -60,9 +60,12 @@ def test_same_seed_same_weights_with_or_without_prefetch(pairs_dir, tmp_path):
 
 
 def test_resume_continues_exactly(pairs_dir, tmp_path):
-    train(pairs_dir, tmp_path / 'straight', num_epochs=4, lr_schedule='constant')
-    train(pairs_dir, tmp_path / 'split', num_epochs=2, lr_schedule='constant')
-    result = train(pairs_dir, tmp_path / 'split', '--resume', num_epochs=4, lr_schedule='constant')
+    # extended from 2 to 4 epochs on resume: the lr schedule and the average's start, fractions
+    # of num_epochs, are set so that they do not depend on it
+    steady = dict(lr_schedule='constant', ema_start=0.0)
+    train(pairs_dir, tmp_path / 'straight', num_epochs=4, **steady)
+    train(pairs_dir, tmp_path / 'split', num_epochs=2, **steady)
+    result = train(pairs_dir, tmp_path / 'split', '--resume', num_epochs=4, **steady)
     assert 'resumed from epoch 2' in result.stdout
     straight = checkpoint.load(tmp_path / 'straight' / 'checkpoints' / 'latest.pth')
     resumed = checkpoint.load(tmp_path / 'split' / 'checkpoints' / 'latest.pth')
@@ -214,10 +217,10 @@ def test_real_facades_smoke(tmp_path):
 
 def test_weight_average_starts_with_a_copy_then_follows_its_decay(pairs_dir, tmp_path):
     """One step per epoch (batch 8 of 8 images), saved every epoch. With
-    ema_start=1 the average's first update (epoch 2) copies the weights and
+    ema_start=0.34 (of 3 epochs) the average's first update (epoch 2) copies the weights and
     epoch 3's blends them: ema = d * w2 + (1 - d) * w3, BatchNorm statistics too."""
     decay = 0.75
-    train(pairs_dir, tmp_path, num_epochs=3, batch_size=8, ema=decay, ema_start=1, amp='off')
+    train(pairs_dir, tmp_path, num_epochs=3, batch_size=8, ema=decay, ema_start=0.34, amp='off')
     w2 = checkpoint.load(tmp_path / 'checkpoints' / 'fcn_epoch_2.pth')
     w3 = checkpoint.load(tmp_path / 'checkpoints' / 'fcn_epoch_3.pth')
     assert w2['ema']['n_averaged'] == 1 and w3['ema']['n_averaged'] == 2
@@ -232,7 +235,7 @@ def test_weight_average_starts_with_a_copy_then_follows_its_decay(pairs_dir, tmp
 
 def test_validation_scores_the_weight_average(pairs_dir, tmp_path):
     """The logged val_l1 is the average's, recomputed here from the checkpoint."""
-    train(pairs_dir, tmp_path, num_epochs=2, ema=0.5, amp='off', channels_last=False)
+    train(pairs_dir, tmp_path, num_epochs=2, ema=0.5, ema_start=0.0, amp='off', channels_last=False)
     state = checkpoint.load(tmp_path / 'checkpoints' / 'latest.pth')
     data = FacadesDataset(pairs_dir / 'val', image_size=32, cache_dir='')
     input_image, target_image = to_float(data.pair_batch(range(len(data))))
