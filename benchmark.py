@@ -6,7 +6,7 @@
 
 For two networks, the assignment's FCN (width 8, no skips, fp32) and train.py's
 default settings, it measures
-  repo      train.py's path: jittered uint8 cache -> DataLoader(collate_fn=gather) -> random
+  repo      train.py's path: bordered uint8 cache -> DataLoader(collate_fn=gather) -> random
             crop/flip (cut_pairs) -> to_float -> forward, backward, Adam; images/s, and the
             fastest of EPOCH_REPEATS full epochs with validation (the original's too)
   original  the assignment's path: a Dataset that cv2.imreads and converts every JPEG on every

@@ -25,7 +25,7 @@ from pathlib import Path
 dataset = 'facades'          # a name under datasets/, or a folder holding train/ and val/
 direction = 'AtoB'           # AtoB: left -> right half (photo -> label map); BtoA: the reverse
 image_size = 256             # each half is resized to this square when decoded; 0 keeps the file's size
-augment = True               # pix2pix random jitter (upscale 286, crop 256) and mirroring of training pairs
+augment = True               # shift training pairs by up to 16 px (mirrored borders) and mirror them
 skip_bad_images = False      # warn about and skip unreadable images instead of stopping
 cache_dir = 'datasets/cache'  # decoded pixels, memory-mapped across runs; '' decodes into RAM each run
 # model
@@ -532,7 +532,7 @@ def save_epoch(run, final, train_set, val_set, writer):
 @torch.no_grad()
 def save_samples(run, data, folder):
     """Input | target | output panels of the first num_samples pairs as folder/NAME.png
-    (for a jittered training set, their centre crops); returns {name: RGB uint8 panel}."""
+    (for an augmented training set, without its borders); returns {name: RGB uint8 panel}."""
     indices = list(range(min(run.cfg['num_samples'], len(data))))
     if not indices:
         return {}

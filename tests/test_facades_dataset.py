@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from conftest import REAL_DATA, make_pair, write_pairs
-from facades_dataset import JITTER_SCALE, DatasetError, FacadesDataset, list_images, to_float
+from facades_dataset import JITTER_PAD, DatasetError, FacadesDataset, list_images, to_float
 
 
 def dataset(source, tmp_path, **kwargs):
@@ -58,29 +58,35 @@ def test_augmentation_applies_the_same_crop_and_flip_to_both_halves(tmp_path):
     # a target that is a pixelwise function of the input stays so after augmentation
     # only if both received the same crop and flip; PNGs keep it exact
     rng = np.random.default_rng(0)
-    for i in range(1, 9):
-        left = rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)
-        cv2.imwrite(str(tmp_path / f'{i}.png'), np.concatenate([left, 255 - left], axis=1))
+    lefts = [rng.integers(0, 256, (32, 32, 3), dtype=np.uint8) for _ in range(8)]
+    for i, left in enumerate(lefts, 1):
+        cv2.imwrite(str(tmp_path / f'{i}.png'), cv2.cvtColor(np.concatenate([left, 255 - left], axis=1),
+                                                            cv2.COLOR_RGB2BGR))
     data = dataset(tmp_path, tmp_path, augment=True)
-    assert data.pixels.shape[1:] == (36, 72, 3) and data.image_shape == (32, 32)  # stored at 32 x 286/256
+    pad = JITTER_PAD
+    assert data.pixels.shape[1:] == (32 + 2 * pad, 2 * (32 + 2 * pad), 3) and data.image_shape == (32, 32)
     images = data.gather(range(8))
+    # stored: each half with mirrored borders (numpy's 'reflect' leaves the edge pixel out, as OpenCV's REFLECT_101)
+    stored = images.permute(0, 3, 1, 2)[:, :, :, :32 + 2 * pad]
+    for i, left in enumerate(lefts):
+        assert np.array_equal(stored[i].permute(1, 2, 0).numpy(), np.pad(left, ((pad, pad), (pad, pad), (0, 0)),
+                                                                          mode='reflect'))
     pair = data.cut_pairs(images, torch.Generator().manual_seed(1))
     assert pair.shape == (2, 8, 3, 32, 32) and pair.dtype == torch.uint8
-    assert (pair[1].int() - (255 - pair[0].int())).abs().max() <= 1  # the upscale rounds each half
-    # a different crop and flip per image: compare each with its unflipped offsets
-    stored = images.permute(0, 3, 1, 2)[:, :, :, :36]
+    assert torch.equal(pair[1], 255 - pair[0])
+    # a different shift and flip per image: find each among all crops of the stored image
     draws = set()
     for i in range(8):
         for flip in (False, True):
-            for y in range(5):
-                for x in range(5):
+            for y in range(2 * pad + 1):
+                for x in range(2 * pad + 1):
                     crop = stored[i, :, y:y + 32, x:x + 32]
                     if torch.equal(crop.flip(-1) if flip else crop, pair[0, i]):
                         draws.add((y, x, flip))
     assert len(draws) > 3 and {flip for _, _, flip in draws} == {False, True}
-    # without a generator: the centre crop, and every plane channels-last
+    # without a generator: the images themselves, and every plane channels-last
     centre = data.cut_pairs(images)
-    assert torch.equal(centre[0], stored[:, :, 2:34, 2:34])
+    assert torch.equal(centre[0], torch.from_numpy(np.stack(lefts)).permute(0, 3, 1, 2))
     assert all(plane.is_contiguous(memory_format=torch.channels_last) for plane in centre)
     # the same cut straight into NCHW planes
     generator = torch.Generator().manual_seed(1)
@@ -96,12 +102,12 @@ def test_augmentation_is_reproducible_from_its_generator(tmp_path):
     assert torch.equal(first, again)
 
 
-def test_jittered_cache_is_separate_and_native_size_keeps_its_shape(tmp_path):
+def test_augmented_cache_is_separate_and_native_size_keeps_its_shape(tmp_path):
     split = write_pairs(tmp_path / 'split', 2, size=48)
-    plain, jittered = dataset(split, tmp_path), dataset(split, tmp_path, augment=True)
-    assert plain.cache_path != jittered.cache_path and plain.cache_path.exists()
+    plain, bordered = dataset(split, tmp_path), dataset(split, tmp_path, augment=True)
+    assert plain.cache_path != bordered.cache_path and plain.cache_path.exists()
     native = dataset(split, tmp_path, image_size=0, augment=True)
-    assert native.pixels.shape[1] == round(48 * JITTER_SCALE) and native.image_shape == (48, 48)
+    assert native.pixels.shape[1] == 48 + 2 * JITTER_PAD and native.image_shape == (48, 48)
     assert native[0][0].shape == (3, 48, 48)
 
 
