@@ -277,14 +277,16 @@ class FacadesDataset(Dataset):
         """uint8 (B, H, 2W, 3) images as stored: the loader's collate_fn, a plain copy."""
         return torch.from_numpy(np.ascontiguousarray(self.pixels[np.asarray(indices)]))
 
-    def cut_pairs(self, images, generator=None, pin_memory=False, channels_last=True):
+    def cut_pairs(self, images, generator=None, pin_memory=False, channels_last=True, side=None):
         """Images from `gather` -> uint8 pair (2, B, 3, H, W), input then target.
         With a generator, each image gets a randomly shifted crop and a coin-flip
         mirroring, the same for both of its halves; without one, the centre crop
-        (for an augmented set, the image without its borders). pin_memory: page-locked, for CUDA copies. channels_last:
-        the planes' memory format, else contiguous (NCHW)."""
+        (for an augmented set, the image without its borders). side: crops of
+        side x side (patches) instead of the image's size, where it is larger.
+        pin_memory: page-locked, for CUDA copies. channels_last: the planes'
+        memory format, else contiguous (NCHW)."""
         count, stored_height, stored_width = images.shape[0], images.shape[1], images.shape[2] // 2
-        height, width = self.image_shape
+        height, width = (min(side, length) for length in self.image_shape) if side else self.image_shape
         if generator is None:
             offsets = [((stored_height - height) // 2, (stored_width - width) // 2)] * count
             flips = [False] * count

@@ -26,6 +26,8 @@ dataset = 'facades'          # a name under datasets/, or a folder holding train
 direction = 'AtoB'           # AtoB: left -> right half (photo -> label map); BtoA: the reverse
 image_size = 256             # each half is resized to this square when decoded; 0 keeps the file's size
 augment = True               # shift training pairs by up to 16 px (mirrored borders) and mirror them
+patch_size = 128             # fcn with augment: the first patch_epochs train on random crops of this side,
+patch_epochs = 0.5           # about 4x cheaper at 128, then whole images; patch_size 0: whole images throughout
 skip_bad_images = False      # warn about and skip unreadable images instead of stopping
 cache_dir = 'datasets/cache'  # decoded pixels, memory-mapped across runs; '' decodes into RAM each run
 # model
@@ -76,13 +78,13 @@ CHOICES = {'direction': ('AtoB', 'BtoA'), 'model': ('fcn', 'unet256'), 'gan_loss
            'lr_schedule': ('linear', 'step', 'constant'), 'amp': ('auto', 'bf16', 'fp16', 'off'),
            'backend': ('auto', 'gloo', 'nccl'), 'prefetch': ('auto', 'on', 'off')}
 POSITIVE = {'width', 'num_epochs', 'batch_size', 'lr', 'lr_step', 'validate_every', 'save_every'}
-FRACTIONS = {'ema', 'ema_start'}  # in [0, 1)
+FRACTIONS = {'ema', 'ema_start', 'patch_epochs'}  # in [0, 1)
 # settings that may differ when a run is resumed; the others must match the checkpoint
 RESUMABLE = {'num_epochs', 'resume', 'device', 'threads', 'num_workers', 'prefetch', 'validate_every', 'save_every',
              'tensorboard', 'compile', 'skip_bad_images', 'cache_dir', 'backend', 'checkpoint_dir',
              'train_results_dir', 'val_results_dir'}
 # settings newer than some checkpoints, with the values that reproduce the runs saved before them
-ADDED = {'ema': 0.0, 'ema_start': 0.0}
+ADDED = {'ema': 0.0, 'ema_start': 0.0, 'patch_size': 0, 'patch_epochs': 0.0}
 
 
 class UserError(Exception):
@@ -142,7 +144,8 @@ from tqdm import tqdm
 
 import checkpoint
 import visualize
-from FCN_network import DeviceError, PatchDiscriminator, SizeError, build_generator, check_sides, pick_device
+from FCN_network import (SIDE_MULTIPLE, DeviceError, PatchDiscriminator, SizeError, build_generator, check_sides,
+                         pick_device)
 from facades_dataset import DatasetError, FacadesDataset, split_source, to_float
 
 
@@ -277,7 +280,8 @@ def train_epoch(run, loader, train_set, epoch, rank, world_size):
     sums = {name: torch.zeros((), device=device) for name in
             (('train_l1', 'd_loss', 'g_gan') if cfg['gan'] else ('train_l1',))}
     steps = 0
-    bar = tqdm(model_batches(loader, train_set, cfg, device, augment_rng), total=len(loader),
+    batches = model_batches(loader, train_set, cfg, device, augment_rng, patch_side(cfg, epoch))
+    bar = tqdm(batches, total=len(loader),
                desc=f'epoch {epoch}/{cfg["num_epochs"]}', disable=rank != 0, leave=False, dynamic_ncols=True)
     for input_image, target_image in bar:
         with autocast(device, run.amp_dtype):
@@ -385,6 +389,9 @@ def load_split(config, split, rank, world_size):
     if data.skipped and rank == 0:
         print(f'skipped {len(data.skipped)} unreadable {split} images (skip_bad_images is on)')
     check_sides(data.image_shape, config['model'], data.source, 'set image_size to one (e.g. 256)')
+    if split == 'train' and patch_side(config, 1) and patch_side(config, 1) % SIDE_MULTIPLE['fcn']:
+        raise UserError(f"--patch_size={config['patch_size']}: fcn needs a multiple of {SIDE_MULTIPLE['fcn']} "
+                        '(or 0 for whole images)')
     return data
 
 
@@ -396,13 +403,23 @@ def train_loader(train_set, cfg, device, sampler):
                       collate_fn=train_set.gather, num_workers=workers, persistent_workers=workers > 0)
 
 
-def model_batches(loader, train_set, cfg, device, augment_rng):
-    """(input, target) batches ready for the network. With prefetch, the next one
+def patch_side(cfg, epoch):
+    """The side of the random crops this epoch trains on, or None for whole images."""
+    if cfg['augment'] and cfg['model'] == 'fcn' and cfg['patch_size'] and \
+            epoch <= cfg['patch_epochs'] * cfg['num_epochs']:
+        return cfg['patch_size']
+    return None
+
+
+def model_batches(loader, train_set, cfg, device, augment_rng, side=None):
+    """(input, target) batches ready for the network, random crops of the given
+    side if any (training pairs are cropped by `cut_pairs` anyway, so a patch
+    costs nothing extra). With prefetch, the next one
     is loaded and cut in a thread while the current one trains (PyTorch and
     OpenCV release the GIL): on CUDA that hides the data path, but on a CPU the
     step already keeps every core busy and the thread gained nothing measurable."""
     def ready(images):
-        pair = train_set.cut_pairs(images, augment_rng if cfg['augment'] else None,
+        pair = train_set.cut_pairs(images, augment_rng if cfg['augment'] else None, side=side,
                                    pin_memory=device.type == 'cuda', channels_last=cfg['channels_last'])
         return to_float(pair.to(device, non_blocking=True), memory_format(cfg))
     if cfg['prefetch'] == 'off' or (cfg['prefetch'] == 'auto' and device.type != 'cuda'):

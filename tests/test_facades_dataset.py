@@ -94,6 +94,21 @@ def test_augmentation_applies_the_same_crop_and_flip_to_both_halves(tmp_path):
     assert torch.equal(nchw, pair) and all(plane.is_contiguous() for plane in nchw)
 
 
+def test_patches_are_crops_of_the_same_place_in_both_halves(tmp_path):
+    data = dataset(write_pairs(tmp_path / 'split', 4, size=48), tmp_path, augment=True)
+    images = data.gather(range(4))
+    pair = data.cut_pairs(images, torch.Generator().manual_seed(0), side=16)
+    assert pair.shape == (2, 4, 3, 16, 16)
+    stored = images.permute(0, 3, 1, 2)
+    half = stored.shape[3] // 2
+    for i in range(4):
+        places = [(y, x, flip) for y in range(half - 15) for x in range(half - 15) for flip in (False, True)
+                  if all(torch.equal(side[:, y:y + 16, x:x + 16].flip(-1) if flip else side[:, y:y + 16, x:x + 16],
+                                     pair[k, i]) for k, side in enumerate((stored[i, :, :, :half], stored[i, :, :, half:])))]
+        assert places, i
+    assert data.cut_pairs(images, torch.Generator().manual_seed(0), side=64).shape == (2, 4, 3, *data.image_shape)
+
+
 def test_augmentation_is_reproducible_from_its_generator(tmp_path):
     data = dataset(write_pairs(tmp_path / 'split', 4), tmp_path, augment=True)
     images = data.gather(range(4))

@@ -262,3 +262,18 @@ def test_resume_of_a_checkpoint_from_before_the_weight_average(pairs_dir, tmp_pa
     result = train(pairs_dir, tmp_path, '--resume', num_epochs=2)
     assert 'resumed from epoch 1' in result.stdout and ' ema=0.0 ' in result.stdout
     assert 'ema' not in checkpoint.load(path)
+
+
+def test_patches_train_the_first_part_of_the_run_only():
+    import train
+    cfg = dict(train.config, num_epochs=4, patch_size=16, patch_epochs=0.5)
+    assert [train.patch_side(cfg, epoch) for epoch in range(1, 5)] == [16, 16, None, None]
+    assert train.patch_side(dict(cfg, patch_epochs=0.0), 1) is None
+    for whole in (dict(patch_size=0), dict(augment=False), dict(model='unet256')):
+        assert train.patch_side(dict(cfg, **whole), 1) is None
+
+
+def test_a_patch_size_the_network_cannot_take_is_one_line(pairs_dir, tmp_path):
+    result = train(pairs_dir, tmp_path, patch_size=24, check=False)
+    assert result.returncode == 1 and result.stderr.strip().splitlines()[-1] == \
+        'error: --patch_size=24: fcn needs a multiple of 16 (or 0 for whole images)'
