@@ -1,13 +1,18 @@
 import os
 import pickle
+import shlex
+import signal
 import stat
+import subprocess
+import sys
+import time
 
 import cv2
 import pytest
 import torch
 
 import checkpoint
-from conftest import REAL_DATA, run_script, tiny_run_args, write_pairs
+from conftest import REAL_DATA, REPO, run_script, tiny_run_args, write_pairs
 
 
 def train(data, out, *extra, check=True, env=None, **settings):
@@ -88,6 +93,40 @@ def test_killed_run_resumes_to_the_same_weights(pairs_dir, tmp_path, fault):
     straight = weights(tmp_path / 'straight' / 'checkpoints' / 'latest.pth')
     assert same_weights(straight, weights(tmp_path / 'killed' / 'checkpoints' / 'latest.pth'))
     assert not list((tmp_path / 'killed' / 'checkpoints').glob('.*.tmp'))
+
+
+def test_ctrl_c_prints_a_resume_command_that_works_as_typed(pairs_dir, tmp_path):
+    """A real train.py with a relative checkpoint_dir gets SIGINT once its first
+    epoch is saved; the command it prints, run from the same folder, continues
+    that run. train.py here is a link to the repo's, as if the run were started
+    in a checkout."""
+    (tmp_path / 'train.py').symlink_to(REPO / 'train.py')
+    args = tiny_run_args(pairs_dir, tmp_path, num_epochs=10000, save_every=10000, checkpoint_dir='runs/a')
+    latest = tmp_path / 'runs' / 'a' / 'latest.pth'
+    # a child of a non-interactive shell may inherit SIGINT ignored; a terminal gives it the default
+    child = subprocess.Popen([sys.executable, 'train.py', *args], cwd=tmp_path, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True, env=dict(os.environ, PYTHONUNBUFFERED='1'),
+                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    try:
+        deadline = time.monotonic() + 120
+        while not latest.exists() and child.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        child.send_signal(signal.SIGINT)
+        _, stderr = child.communicate(timeout=60)
+    finally:
+        child.kill()
+    assert child.returncode == 1 and 'Traceback' not in stderr, stderr
+    line = stderr.strip().splitlines()[-1]
+    assert 'runs/a/latest.pth' in line and 'continue with: ' in line, line
+    command = shlex.split(line.split('continue with: ')[1])
+    assert command[:2] == ['python', 'train.py'], line
+    epoch = checkpoint.load(latest)['epoch']
+    # as typed, plus an end in sight: the run was set to 10000 epochs
+    resumed = subprocess.run([sys.executable, *command[1:], f'--num_epochs={epoch + 1}'], cwd=tmp_path,
+                             capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr
+    assert f'resumed from epoch {epoch}' in resumed.stdout and f'epoch {epoch + 1}:' in resumed.stdout
+    assert checkpoint.load(latest)['epoch'] == epoch + 1
 
 
 def test_nan_loss_stops_and_keeps_the_last_checkpoint(pairs_dir, tmp_path):
