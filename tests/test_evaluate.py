@@ -10,7 +10,8 @@ from numpy.lib.stride_tricks import sliding_window_view
 import checkpoint
 import train
 from FCN_network import build_generator
-from conftest import run_script, tiny_run_args, write_pairs, write_tiny_dataset
+from conftest import constant_colour_checkpoint, run_script, save_generator, tiny_run_args, write_pairs, \
+    write_tiny_dataset
 
 LABEL_KEYS = {'pixel_acc', 'class_acc', 'class_iou'}
 
@@ -80,17 +81,6 @@ def test_every_kind_of_run_loads_without_flags(runs, tmp_path, name):
     data, checkpoints = runs
     evaluate(checkpoints[name], '--data_dir', data / 'val', '--out', tmp_path, cwd=tmp_path)
     assert len(panel_shapes(tmp_path)) == 4 and 'l1' in read_metrics(tmp_path)
-
-
-def save_generator(path, config, generator):
-    """A checkpoint as train.py writes it, holding the given generator."""
-    optimizer = torch.optim.Adam(generator.parameters())
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda epoch: 1.0)
-    state = {'format': checkpoint.FORMAT, 'version': checkpoint.VERSION, 'epoch': 1, 'config': config,
-             'history': [], 'model': generator.state_dict(), 'optimizer': optimizer.state_dict(),
-             'scheduler': scheduler.state_dict(), 'scaler': torch.amp.GradScaler('cpu', enabled=False).state_dict()}
-    checkpoint.save(state, path)
-    return path
 
 
 def test_unet256_checkpoint_loads_without_flags(tmp_path):
@@ -171,31 +161,17 @@ def textured_pairs(folder, count=2):
 COLOUR = (230, 170, 250)  # what the hand-made generator outputs, RGB: near the bright right halves
 
 
-def constant_colour_checkpoint(path, direction):
-    """A generator that outputs COLOUR everywhere, whatever its input: its last
-    layer's weights are zero and its bias is the colour before tanh."""
-    config = dict(train.config, model='fcn', width=4, skips=True, image_size=32, direction=direction)
-    generator = build_generator(config)
-    last = generator.up[-1][0]
-    with torch.no_grad():
-        last.weight.zero_()
-        last.bias.copy_(torch.atanh(torch.tensor(COLOUR) / 127.5 - 1))
-    return save_generator(path, config, generator)
-
-
 @pytest.mark.parametrize('direction, side', [('AtoB', 'right'), ('BtoA', 'left')])
 def test_scores_are_against_the_half_the_direction_names(tmp_path, direction, side):
     """An output known in advance, scored against the right halves for AtoB and the
     left ones for BtoA; the halves differ, so the other half would give other numbers."""
     data = textured_pairs(tmp_path / 'pairs')
-    evaluate(constant_colour_checkpoint(tmp_path / 'constant.pth', direction), '--data_dir', data,
-             '--out', tmp_path / 'scores', cwd=tmp_path)
+    generator = constant_colour_checkpoint(tmp_path / 'constant.pth', COLOUR, direction=direction)
+    evaluate(generator, '--data_dir', data, '--out', tmp_path / 'scores', cwd=tmp_path)
     output = np.broadcast_to(np.array(COLOUR, np.uint8), (32, 32, 3))
+    pairs = [cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB) for path in sorted(data.glob('*.png'))]
     expected = {}
-    for half in ('left', 'right'):
-        targets = [cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB)[:, slice(0, 32) if half == 'left' else
-                                                                          slice(32, 64)]
-                   for path in sorted(data.glob('*.png'))]
+    for half, targets in (('left', [pair[:, :32] for pair in pairs]), ('right', [pair[:, 32:] for pair in pairs])):
         expected[half] = {'l1': np.mean([np.abs((output / 127.5 - 1) - (t / 127.5 - 1)).mean() for t in targets]),
                           'psnr': np.mean([psnr_by_definition(output, t) for t in targets]),
                           'ssim': np.mean([ssim_by_definition(output, t) for t in targets])}
