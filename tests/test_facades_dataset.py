@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from conftest import REAL_DATA, make_pair, write_pairs
-from facades_dataset import JITTER_SCALE, DatasetError, FacadesDataset, list_images, to_float
+from facades_dataset import JITTER_SCALE, DatasetError, FacadesDataset, list_images, read_rgb, to_float
 
 
 def dataset(source, tmp_path, **kwargs):
@@ -172,22 +172,25 @@ def test_dataset_pickles_without_its_pixels(tmp_path):
     assert copy._pixels is None and torch.equal(copy.pair_batch([1]), data.pair_batch([1]))
 
 
-def png_16bit_grey(width, height):
-    """A 16-bit greyscale PNG, written by hand (OpenCV would write one too, but
-    this keeps the test independent of how OpenCV chooses to encode)."""
-    rows = b''.join(b'\0' + b'\x80\x00' * width for _ in range(height))
+def png_16bit_grey(levels):
+    """A 16-bit greyscale PNG of a uint16 array, written by hand (OpenCV would write
+    one too, but this keeps the test independent of how OpenCV chooses to encode)."""
+    height, width = levels.shape
+    rows = b''.join(b'\0' + row.astype('>u2').tobytes() for row in levels)
     def chunk(kind, data):
         return struct.pack('>I', len(data)) + kind + data + struct.pack('>I', zlib.crc32(kind + data))
     header = struct.pack('>IIBBBBB', width, height, 16, 0, 0, 0, 0)
     return b'\x89PNG\r\n\x1a\n' + chunk(b'IHDR', header) + chunk(b'IDAT', zlib.compress(rows)) + chunk(b'IEND', b'')
 
 
-def cmyk_jpeg():
-    """A CMYK JPEG, made with Pillow when it is installed."""
+def cmyk_jpeg(rgb):
+    """An RGB uint8 array as a CMYK JPEG, converted and written by Pillow."""
     image_module = pytest.importorskip('PIL.Image')
     import io
     buffer = io.BytesIO()
-    image_module.new('CMYK', (32, 16), (0, 255, 255, 0)).save(buffer, 'JPEG')
+    image = image_module.fromarray(rgb).convert('CMYK')
+    assert image.mode == 'CMYK'
+    image.save(buffer, 'JPEG', quality=95)
     return buffer.getvalue()
 
 
@@ -202,7 +205,7 @@ BAD_INPUTS = {
     'png_named_jpg': (lambda: cv2.imencode('.png', np.zeros((16, 32, 3), np.uint8))[1].tobytes(), None),
     'one_pixel': (lambda: cv2.imencode('.png', np.zeros((1, 1, 3), np.uint8))[1].tobytes(), 'odd width'),
     'odd_width': (lambda: cv2.imencode('.png', np.zeros((16, 33, 3), np.uint8))[1].tobytes(), 'odd width'),
-    'png_16bit': (lambda: png_16bit_grey(32, 16), None),
+    'png_16bit': (lambda: png_16bit_grey(np.full((16, 32), 0x8000, np.uint16)), None),
     'grey': (lambda: cv2.imencode('.png', np.zeros((16, 32), np.uint8))[1].tobytes(), None),
     'alpha': (lambda: cv2.imencode('.png', np.zeros((16, 32, 4), np.uint8))[1].tobytes(), None),
     'text': (lambda: b'this is not an image\n', 'not a readable image'),
@@ -211,7 +214,7 @@ BAD_INPUTS = {
 
 @pytest.mark.parametrize('case', sorted(BAD_INPUTS) + ['cmyk'])
 def test_bad_image_outcome(tmp_path, case):
-    make, error = BAD_INPUTS.get(case, (cmyk_jpeg, None))
+    make, error = BAD_INPUTS.get(case, (lambda: cmyk_jpeg(np.full((16, 32, 3), (255, 0, 0), np.uint8)), None))
     (tmp_path / '1.jpg').write_bytes(make())
     if error is None:
         input_image, target_image = dataset(tmp_path, tmp_path, image_size=16)[0]
@@ -220,6 +223,47 @@ def test_bad_image_outcome(tmp_path, case):
         with pytest.raises(DatasetError, match=error) as info:
             dataset(tmp_path, tmp_path, image_size=16)
         assert '1.jpg' in str(info.value) and '\n' not in str(info.value)
+
+
+def converted(tmp_path, content, name='1.jpg'):
+    path = tmp_path / name
+    path.write_bytes(content)
+    return read_rgb(path)
+
+
+def test_16_bit_png_is_scaled_to_8_bits_not_clipped_or_wrapped(tmp_path):
+    levels = np.repeat(np.array([[0x0000, 0x4000, 0x8000, 0xFFFF]], np.uint16), 8, axis=1).repeat(4, axis=0)
+    image = converted(tmp_path, png_16bit_grey(levels), '1.png')
+    assert image.dtype == np.uint8 and image.shape == (4, 32, 3)
+    # the top byte: 0x4000 -> 64; clipping would give 255, keeping the low byte 0
+    assert image[0, ::8, 0].tolist() == [0, 64, 128, 255] and (image == image[:1, :, :1]).all()
+
+
+def test_greyscale_becomes_equal_red_green_and_blue(tmp_path):
+    grey = np.tile(np.arange(0, 256, 8, dtype=np.uint8), (16, 1))
+    image = converted(tmp_path, cv2.imencode('.png', grey)[1].tobytes())
+    assert image.shape == (16, 32, 3) and all(np.array_equal(image[..., c], grey) for c in range(3))
+
+
+def test_alpha_is_dropped_and_the_colour_kept(tmp_path):
+    bgra = np.zeros((16, 32, 4), np.uint8)
+    bgra[..., :3] = (30, 90, 200)  # RGB (200, 90, 30), as OpenCV writes BGR
+    bgra[..., 3] = np.tile(np.arange(0, 256, 8, dtype=np.uint8), (16, 1))  # transparent to opaque
+    image = converted(tmp_path, cv2.imencode('.png', bgra)[1].tobytes())
+    assert image.shape == (16, 32, 3) and (image == (200, 90, 30)).all()
+
+
+def test_cmyk_jpeg_keeps_its_colours(tmp_path):
+    rgb = np.zeros((16, 32, 3), np.uint8)
+    rgb[:, :16], rgb[:, 16:] = (200, 30, 60), (20, 120, 220)
+    image = converted(tmp_path, cmyk_jpeg(rgb))
+    assert image.shape == (16, 32, 3) and np.abs(image.astype(int) - rgb).max() <= 8  # JPEG rounding
+
+
+def test_png_named_jpg_gives_the_pngs_pixels(tmp_path):
+    rgb = np.random.default_rng(0).integers(0, 256, (16, 32, 3), np.uint8)
+    image = converted(tmp_path, cv2.imencode('.png', cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))[1].tobytes())
+    assert np.array_equal(image, rgb)
 
 
 def test_skip_bad_images_warns_and_counts(tmp_path):
