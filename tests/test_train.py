@@ -6,6 +6,7 @@ import stat
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import cv2
 import pytest
@@ -22,6 +23,10 @@ def train(data, out, *extra, check=True, env=None, **settings):
 
 def weights(path):
     return checkpoint.load(path)['model']
+
+
+def parameters(state):
+    return {name: value for name, value in state.items() if 'running_' not in name and 'num_batches' not in name}
 
 
 def same_weights(a, b):
@@ -136,13 +141,21 @@ def test_nan_loss_stops_and_keeps_the_last_checkpoint(pairs_dir, tmp_path):
     assert checkpoint.load(tmp_path / 'checkpoints' / 'latest.pth')['epoch'] == 1
 
 
-def test_gan_step_changes_generator_and_discriminator(pairs_dir, tmp_path):
-    train(pairs_dir, tmp_path, gan=True, batch_size=8)  # one step per epoch
-    first = checkpoint.load(tmp_path / 'checkpoints' / 'fcn_epoch_1.pth')
-    second = checkpoint.load(tmp_path / 'checkpoints' / 'fcn_epoch_2.pth')
-    assert not same_weights(first['model'], second['model'])
-    assert not same_weights(first['discriminator'], second['discriminator'])
-    assert {'d_loss', 'g_gan'} <= set(second['history'][-1])
+def test_gan_term_alone_trains_the_generator_under_both_losses(pairs_dir, tmp_path):
+    """With lambda_l1=0 the generator learns only through the discriminator's verdict:
+    it must still change, under the BCE and the least-squares loss, which differ."""
+    g_gan = {}
+    for gan_loss in ('vanilla', 'lsgan'):
+        out = tmp_path / gan_loss
+        train(pairs_dir, out, gan=True, gan_loss=gan_loss, lambda_l1=0.0, batch_size=8)  # one step per epoch
+        first = checkpoint.load(out / 'checkpoints' / 'fcn_epoch_1.pth')
+        second = checkpoint.load(out / 'checkpoints' / 'fcn_epoch_2.pth')
+        # parameters only: every forward pass moves BatchNorm's running statistics
+        assert not same_weights(parameters(first['model']), parameters(second['model'])), gan_loss
+        assert not same_weights(parameters(first['discriminator']), parameters(second['discriminator'])), gan_loss
+        g_gan[gan_loss] = [row['g_gan'] for row in second['history']]
+    # same seed, same data: only the loss function differs
+    assert g_gan['vanilla'][0] != pytest.approx(g_gan['lsgan'][0], rel=1e-3)
 
 
 @pytest.mark.parametrize('argument, message', [
@@ -178,12 +191,17 @@ def test_missing_dataset_names_the_download_command(tmp_path):
     assert 'Traceback' not in result.stderr
 
 
-def test_image_size_the_network_cannot_take_is_reported_before_training(tmp_path):
+@pytest.mark.parametrize('model, image_size, multiple', [('fcn', 0, 16), ('unet256', 0, 256), ('unet256', 32, 256)])
+def test_image_size_the_network_cannot_take_is_reported_before_training(tmp_path, model, image_size, multiple):
+    """40x40 halves at their native size (image_size 0), or resized to 32: one line
+    naming the multiple the network needs, and no epoch starts."""
     data = tmp_path / 'data'
     write_pairs(data / 'train', 2, size=40)
     write_pairs(data / 'val', 1, size=40)
-    result = train(data, tmp_path, image_size=0, check=False)
-    assert result.returncode != 0 and 'multiples of 16' in result.stderr and 'epoch 1' not in result.stdout
+    result = train(data, tmp_path, model=model, image_size=image_size, check=False)
+    assert result.returncode != 0 and 'epoch 1' not in result.stdout and 'Traceback' not in result.stderr
+    last = result.stderr.strip().splitlines()[-1]  # after the decoding progress bar
+    assert last.startswith('error: ') and f'{model} needs sides that are multiples of {multiple}' in last
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason='root can write anywhere')
@@ -193,6 +211,16 @@ def test_unwritable_output_folder_is_reported_before_training(pairs_dir, tmp_pat
     locked.chmod(stat.S_IRUSR | stat.S_IXUSR)
     result = train(pairs_dir, tmp_path, checkpoint_dir=locked / 'checkpoints', check=False)
     assert result.returncode != 0 and 'cannot write to output folder' in result.stderr
+
+
+def test_folder_even_root_cannot_write_is_reported_before_training(pairs_dir, tmp_path):
+    """/proc exists, but no one, root included, can create a file in it: the
+    permission case that CI, which runs as root, can check."""
+    if not Path('/proc/self').is_dir():
+        pytest.skip('no /proc on this system')
+    result = train(pairs_dir, tmp_path, checkpoint_dir='/proc', check=False)
+    assert result.returncode != 0 and 'cannot write to output folder /proc' in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and 'epoch 1' not in result.stdout
 
 
 def test_output_folder_that_is_a_file_is_reported_before_training(pairs_dir, tmp_path):
