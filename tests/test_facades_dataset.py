@@ -7,8 +7,10 @@ import numpy as np
 import pytest
 import torch
 
+import facades_dataset
 from conftest import REAL_DATA, make_pair, write_pairs
-from facades_dataset import JITTER_SCALE, DatasetError, FacadesDataset, list_images, read_rgb, to_float
+from facades_dataset import JITTER_SCALE, DatasetError, FacadesDataset, decode_pair, list_images, read_rgb, \
+    to_float
 
 
 def dataset(source, tmp_path, **kwargs):
@@ -93,7 +95,8 @@ def test_augmentation_is_reproducible_from_its_generator(tmp_path):
     images = data.gather(range(4))
     first = data.cut_pairs(images, torch.Generator().manual_seed(3))
     again = data.cut_pairs(images, torch.Generator().manual_seed(3))
-    assert torch.equal(first, again)
+    other = data.cut_pairs(images, torch.Generator().manual_seed(4))
+    assert torch.equal(first, again) and not torch.equal(first, other)
 
 
 def test_jittered_cache_is_separate_and_native_size_keeps_its_shape(tmp_path):
@@ -106,11 +109,15 @@ def test_jittered_cache_is_separate_and_native_size_keeps_its_shape(tmp_path):
 
 
 def test_items_augment_only_when_asked(tmp_path):
-    write_pairs(tmp_path / 'split', 1)
+    pair = make_pair(np.random.default_rng(0), 32)
+    (tmp_path / 'split').mkdir()
+    cv2.imwrite(str(tmp_path / 'split' / '1.png'), cv2.cvtColor(pair, cv2.COLOR_RGB2BGR))  # lossless
+    left = torch.from_numpy(pair[:, :32]).permute(2, 0, 1).float() / 127.5 - 1
     plain = dataset(tmp_path / 'split', tmp_path)
-    assert torch.equal(plain[0][0], plain[0][0])
-    augmented = dataset(tmp_path / 'split', tmp_path, augment=True)
     torch.manual_seed(0)
+    for _ in range(8):  # every time the file's left half, uncropped and unmirrored
+        assert torch.allclose(plain[0][0], left, atol=1e-6)
+    augmented = dataset(tmp_path / 'split', tmp_path, augment=True)
     draws = [augmented[0][0] for _ in range(4)]
     assert any(not torch.equal(draws[0], d) for d in draws[1:])
 
@@ -121,11 +128,15 @@ def test_to_float_range():
     assert input_image.min() == -1 and target_image.max() == 1
 
 
-def test_cache_is_reused_and_rebuilt_when_an_image_changes(tmp_path):
+def test_cache_is_reused_and_rebuilt_when_an_image_changes(tmp_path, monkeypatch):
     split = write_pairs(tmp_path / 'split', 3)
     first = dataset(split, tmp_path)
-    assert first.cache_path.exists()
+    built = first.cache_path.stat()
+    decoded = []
+    monkeypatch.setattr(facades_dataset, 'decode_pair', lambda *args: decoded.append(args) or decode_pair(*args))
     assert dataset(split, tmp_path).cache_path == first.cache_path
+    reused = first.cache_path.stat()
+    assert not decoded and (reused.st_ino, reused.st_mtime_ns) == (built.st_ino, built.st_mtime_ns)  # not rebuilt
     before = first.pair_batch([1]).clone()
     image = np.zeros((32, 64, 3), np.uint8)
     cv2.imwrite(str(split / '2.jpg'), image)
