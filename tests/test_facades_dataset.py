@@ -278,14 +278,18 @@ def test_png_named_jpg_gives_the_pngs_pixels(tmp_path):
 
 
 def test_skip_bad_images_warns_and_counts(tmp_path):
-    write_pairs(tmp_path, 3)
-    (tmp_path / '2.jpg').write_bytes(b'')
-    (tmp_path / '4.jpg').write_text('nope')
+    """Every kind of bad file, between two good ones: a warning each, then skipped."""
+    bad = [make for make, error in BAD_INPUTS.values() if error]
+    write_pairs(tmp_path, 1)
+    for i, make in enumerate(bad, start=2):
+        (tmp_path / f'{i}.jpg').write_bytes(make())
+    last = len(bad) + 2
+    write_pairs(tmp_path, 1, start=last)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter('always')
         data = dataset(tmp_path, tmp_path, skip_bad_images=True)
-    assert len(data) == 2 and len(data.skipped) == 2 and len(caught) == 2
-    assert [data.file_of(i).name for i in range(2)] == ['1.jpg', '3.jpg']
+    assert len(data) == 2 and len(data.skipped) == len(bad) == len(caught) == 5
+    assert [data.file_of(i).name for i in range(2)] == ['1.jpg', f'{last}.jpg']
 
 
 def test_missing_file_from_list(tmp_path):
