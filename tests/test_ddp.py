@@ -66,6 +66,11 @@ def test_both_ranks_end_with_the_weights_rank_0_saved(two_process_run):
             assert torch.equal(weights[name], value), (rank, name)
 
 
+def tiny_settings(data, settings):
+    """The settings of tiny_run_args as typed values (no output paths needed here)."""
+    return dict(dataset=str(data), image_size=32, width=4, threads=1, **settings)
+
+
 def reference_weights(data, settings, world_size=2):
     """What data-parallel training must compute, worked out step by step in this
     process: every epoch the shuffled training set is dealt out to the ranks as
@@ -78,7 +83,7 @@ def reference_weights(data, settings, world_size=2):
     images = FacadesDataset(data / 'train', image_size=cfg['image_size'], cache_dir='', progress=False)
     order_of = DistributedSampler(range(len(images)), num_replicas=1, rank=0, shuffle=True, seed=cfg['seed'])
     batch = cfg['batch_size']
-    parameters = list(run.model.parameters())
+    weights = list(run.model.parameters())
     for epoch in range(1, cfg['num_epochs'] + 1):
         order_of.set_epoch(epoch)
         order = list(order_of)
@@ -90,18 +95,13 @@ def reference_weights(data, settings, world_size=2):
                 input_image, target_image = to_float(images.pair_batch(shard[start:start + batch]),
                                                      train.memory_format(cfg))
                 loss = (run.model(input_image) - target_image).abs().mean()
-                gradients.append(torch.autograd.grad(loss, parameters))
-            for parameter, *per_rank in zip(parameters, *gradients):
-                parameter.grad = sum(per_rank) / world_size
+                gradients.append(torch.autograd.grad(loss, weights))
+            for weight, *per_rank in zip(weights, *gradients):
+                weight.grad = sum(per_rank) / world_size
             run.optimizer.step()
             run.optimizer.zero_grad(set_to_none=True)
         run.scheduler.step()
     return run.model.state_dict()
-
-
-def tiny_settings(data, settings):
-    """The settings of tiny_run_args as typed values (no output paths needed here)."""
-    return dict(dataset=str(data), image_size=32, width=4, threads=1, **settings)
 
 
 def test_two_processes_train_on_disjoint_shards_with_averaged_gradients(two_process_run):
