@@ -9,6 +9,7 @@ Every setting is a plain assignment in the block below: edit it, or override it
 on the command line as --name=value.
 """
 import ast
+import gc
 import hashlib
 import math
 import os
@@ -135,6 +136,9 @@ if __name__ == '__main__':
 import numpy as np
 import torch
 import torch.distributed as dist
+# before any process group exists: DDP would import it later, and its functions would then
+# bind the live group as a default argument, keeping it alive past destroy_process_group
+import torch.distributed.nn  # noqa: F401
 import torch.nn as nn
 import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel
@@ -183,8 +187,7 @@ def main(overrides):
                 dist.barrier()
 
         if world_size > 1:
-            check_ranks_agree(run.model, world_size, is_main)
-            dist.destroy_process_group()
+            end_processes(run, rank, world_size)
     except KeyboardInterrupt:
         sys.exit(interrupted(cfg, world_size) if is_main else 130)
 
@@ -585,6 +588,19 @@ def open_tensorboard(checkpoint_dir):
     return SummaryWriter(str(checkpoint_dir / 'tensorboard'))
 
 
+def end_processes(run, rank, world_size):
+    """Under torchrun, after the last epoch: check that the ranks agree, then leave
+    the process group."""
+    save_rank_weights(run.model, rank)
+    check_ranks_agree(run.model, world_size, rank == 0)
+    # DDP holds the process group: drop it first, so that destroying the group ends its
+    # gloo threads now, not during interpreter shutdown (where one releasing a finished
+    # collective's tensors needs the GIL and aborts the process: 'terminate called ...')
+    run.model_step = run.discriminator_step = None
+    gc.collect()
+    dist.destroy_process_group()
+
+
 def check_ranks_agree(model, world_size, is_main):
     """DDP keeps every rank's weights identical; say so, or stop if not."""
     # parameters only: BatchNorm running statistics are each rank's own between broadcasts
@@ -621,6 +637,14 @@ def fault(point):
     if point.startswith('kill'):
         os.kill(os.getpid(), signal.SIGKILL)
     return True
+
+
+def save_rank_weights(model, rank):
+    """With PIX2PIX_RANK_WEIGHTS=FOLDER set, each process writes its own generator's
+    weights to FOLDER/rank_R.pth after the last epoch, for the tests to compare."""
+    folder = os.environ.get('PIX2PIX_RANK_WEIGHTS')
+    if folder:
+        torch.save(model.state_dict(), Path(folder) / f'rank_{rank}.pth')
 
 
 if __name__ == '__main__':

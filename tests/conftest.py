@@ -8,6 +8,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+import torch
+
+import checkpoint
+import train
+from FCN_network import build_generator
 
 REPO = Path(__file__).resolve().parents[1]
 REAL_DATA = REPO.parent / 'shared' / 'datasets'
@@ -67,3 +72,26 @@ def tiny_run_args(data, out, **settings):
                 val_results_dir=out / 'val_results', cache_dir=out / 'cache', threads=1)
     base.update(settings)
     return [f'--{k}={v}' for k, v in base.items()]
+
+
+def save_generator(path, config, generator):
+    """A checkpoint as train.py writes it, holding the given generator."""
+    optimizer = torch.optim.Adam(generator.parameters())
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda epoch: 1.0)
+    state = {'format': checkpoint.FORMAT, 'version': checkpoint.VERSION, 'epoch': 1, 'config': config,
+             'history': [], 'model': generator.state_dict(), 'optimizer': optimizer.state_dict(),
+             'scheduler': scheduler.state_dict(), 'scaler': torch.amp.GradScaler('cpu', enabled=False).state_dict()}
+    checkpoint.save(state, path)
+    return path
+
+
+def constant_colour_checkpoint(path, colour, **settings):
+    """A checkpoint whose generator outputs one RGB colour everywhere, whatever its
+    input: its last layer's weights are zero and its bias is the colour before tanh."""
+    config = dict(train.config, model='fcn', width=4, skips=True, image_size=32, **settings)
+    generator = build_generator(config)
+    last = generator.up[-1][0]
+    with torch.no_grad():
+        last.weight.zero_()
+        last.bias.copy_(torch.atanh(torch.tensor(colour) / 127.5 - 1))
+    return save_generator(path, config, generator)

@@ -1,18 +1,28 @@
 import json
 import math
 
+import pytest
+
 from conftest import run_script
 
 
 def test_quick_benchmark_writes_both_ratios_per_network(pairs_dir, tmp_path):
     out = tmp_path / 'results' / 'benchmark.json'
     result = run_script('benchmark.py', '--quick', '--data', pairs_dir, '--out', out, cwd=tmp_path, timeout=120)
-    assert 'speedup' in result.stdout
     results = json.loads(out.read_text())
     for name in ('fcn_baseline', 'default'):
         for key in ('speedup_vs_original', 'fraction_of_compute_bound'):
             value = results[name][key]
             assert isinstance(value, float) and math.isfinite(value) and value > 0, (name, key, value)
+        # the speedup is the original epoch over the repo's at the same batch, in the JSON and the table
+        original = results[name]['original']
+        repo = results[name]['repo'][str(original['batch_size'])]
+        speedup = original['epoch_seconds'] / repo['epoch_seconds']
+        assert results[name]['speedup_vs_original'] == pytest.approx(speedup, rel=1e-9)
+        rows = [line.split() for line in result.stdout.splitlines() if line.startswith(name + ' ')]
+        assert [row[-1] for row in rows if row[1] == str(original['batch_size'])] == [f'{speedup:.2f}x']
+        repo_batch = results[name]['settings']['batch_size']
+        assert results[name]['fraction_of_compute_bound'] == results[name]['repo'][str(repo_batch)]['fraction_of_bound']
     assert results['fcn_baseline']['original']['batch_size'] == 100
     assert results['cache_build_seconds'] >= 0 and results['peak_rss_mb'] > 0
     assert not any((tmp_path / 'datasets' / 'cache').iterdir())  # the benchmark's cache is temporary

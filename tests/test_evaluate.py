@@ -1,13 +1,17 @@
 import json
+import math
 
 import cv2
+import numpy as np
 import pytest
 import torch
+from numpy.lib.stride_tricks import sliding_window_view
 
 import checkpoint
 import train
 from FCN_network import build_generator
-from conftest import run_script, tiny_run_args, write_pairs, write_tiny_dataset
+from conftest import constant_colour_checkpoint, run_script, save_generator, tiny_run_args, write_pairs, \
+    write_tiny_dataset
 from facades_dataset import FacadesDataset, to_float
 
 LABEL_KEYS = {'pixel_acc', 'class_acc', 'class_iou'}
@@ -23,8 +27,9 @@ def runs(tmp_path_factory):
                            'gan': {'gan': True}}.items():
         out = root / name
         out.mkdir()
-        # trained on the CPU (fast at this size); evaluate.py itself takes CUDA when present
-        run_script('train.py', *tiny_run_args(data, out, device='cpu', **settings), cwd=out)
+        # trained on the CPU (fast at this size) in fp32, as evaluate.py scores; evaluate.py
+        # itself takes CUDA when present
+        run_script('train.py', *tiny_run_args(data, out, device='cpu', amp='off', **settings), cwd=out)
         checkpoints[name] = out / 'checkpoints' / 'latest.pth'
     return data, checkpoints
 
@@ -80,21 +85,103 @@ def test_every_kind_of_run_loads_without_flags(runs, tmp_path, name):
 
 
 def test_unet256_checkpoint_loads_without_flags(tmp_path):
-    """A checkpoint dict as train.py writes it, with an untrained tiny-width
-    UNet256, which needs 256x256 halves (training one would be slow)."""
+    """An untrained tiny-width UNet256, which needs 256x256 halves (training one would be slow)."""
     data = write_pairs(tmp_path / 'big' / 'val', 2, size=256)
     config = dict(train.config, model='unet256', width=2, image_size=256, dataset=str(data.parent))
-    generator = build_generator(config)
-    optimizer = torch.optim.Adam(generator.parameters())
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda epoch: 1.0)
-    state = {'format': checkpoint.FORMAT, 'version': checkpoint.VERSION, 'epoch': 1, 'config': config,
-             'history': [], 'model': generator.state_dict(), 'optimizer': optimizer.state_dict(),
-             'scheduler': scheduler.state_dict(), 'scaler': torch.amp.GradScaler('cpu', enabled=False).state_dict()}
-    checkpoint.save(state, tmp_path / 'unet256.pth')
+    save_generator(tmp_path / 'unet256.pth', config, build_generator(config))
     evaluate(tmp_path / 'unet256.pth', cwd=tmp_path)
     out = tmp_path / 'eval_results' / 'unet256_val'
     assert panel_shapes(out) == [('1', (256, 768, 3)), ('2', (256, 768, 3))]
     assert read_metrics(out)['images'] == 2
+
+
+@pytest.mark.parametrize('name', ['skips', 'no_skips_btoa'])
+def test_l1_is_the_val_l1_that_training_logged(runs, tmp_path, name):
+    """The same weights on the same images: evaluate.py's l1 is train.py's last val_l1."""
+    data, checkpoints = runs
+    evaluate(checkpoints[name], '--data_dir', data / 'val', '--out', tmp_path, cwd=tmp_path)
+    logged = checkpoint.load(checkpoints[name])['history'][-1]['val_l1']
+    assert read_metrics(tmp_path)['l1'] == pytest.approx(logged, rel=1e-5, abs=1e-7)
+
+
+def ssim_by_definition(output, target):
+    """SSIM of two RGB uint8 images as Wang et al. 2004 define it: an 11x11 Gaussian
+    window (sigma 1.5), K1 0.01, K2 0.03, L 255, at every position where the window
+    fits, averaged over positions, then over channels."""
+    offsets = np.arange(11) - 5
+    weights = np.outer(*2 * [np.exp(-offsets ** 2 / (2 * 1.5 ** 2))])
+    weights /= weights.sum()
+    c1, c2 = (0.01 * 255) ** 2, (0.03 * 255) ** 2
+    values = []
+    for channel in range(3):
+        x, y = (sliding_window_view(image[..., channel].astype(np.float64), (11, 11)) for image in (output, target))
+        def mean(t):
+            return (t * weights).sum((-1, -2))
+        mx, my = mean(x), mean(y)
+        vx, vy, cxy = mean(x * x) - mx ** 2, mean(y * y) - my ** 2, mean(x * y) - mx * my
+        values.append((((2 * mx * my + c1) * (2 * cxy + c2)) / ((mx ** 2 + my ** 2 + c1) * (vx + vy + c2))).mean())
+    return float(np.mean(values))
+
+
+def psnr_by_definition(output, target):
+    mse = np.mean((output.astype(np.float64) - target) ** 2)
+    return 10 * math.log10(255 ** 2 / mse)
+
+
+def test_psnr_and_ssim_match_computations_from_their_definitions(runs, tmp_path):
+    """The run's network applied here to each val image, read with OpenCV: evaluate.py's
+    psnr and ssim are the means of these, computed from their formulas."""
+    data, checkpoints = runs
+    evaluate(checkpoints['skips'], '--data_dir', data / 'val', '--out', tmp_path, cwd=tmp_path)
+    generator, _ = checkpoint.load_generator(checkpoints['skips'])
+    psnrs, ssims = [], []
+    for path in sorted((data / 'val').glob('*.jpg')):
+        pair = cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB)
+        photo, target = pair[:, :32], pair[:, 32:]
+        with torch.no_grad():
+            output = generator(torch.from_numpy(photo).permute(2, 0, 1)[None].float() / 127.5 - 1)[0]
+        output = ((output.clamp(-1, 1) + 1) * 127.5).round().byte().permute(1, 2, 0).numpy()
+        psnrs.append(psnr_by_definition(output, target))
+        ssims.append(ssim_by_definition(output, target))
+    metrics = read_metrics(tmp_path)
+    assert metrics['psnr'] == pytest.approx(np.mean(psnrs), abs=1e-3)
+    assert metrics['ssim'] == pytest.approx(np.mean(ssims), abs=1e-4)
+
+
+def textured_pairs(folder, count=2):
+    """PNG pairs (lossless): a dark texture on the left, a bright one on the right."""
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for i in range(1, count + 1):
+        left = cv2.GaussianBlur(rng.integers(0, 100, (32, 32, 3), dtype=np.uint8), (5, 5), 1)
+        right = cv2.GaussianBlur(rng.integers(150, 256, (32, 32, 3), dtype=np.uint8), (5, 5), 1)
+        cv2.imwrite(str(folder / f'{i}.png'), cv2.cvtColor(np.concatenate([left, right], 1), cv2.COLOR_RGB2BGR))
+    return folder
+
+
+COLOUR = (230, 170, 250)  # what the hand-made generator outputs, RGB: near the bright right halves
+
+
+@pytest.mark.parametrize('direction, side', [('AtoB', 'right'), ('BtoA', 'left')])
+def test_scores_are_against_the_half_the_direction_names(tmp_path, direction, side):
+    """An output known in advance, scored against the right halves for AtoB and the
+    left ones for BtoA; the halves differ, so the other half would give other numbers."""
+    data = textured_pairs(tmp_path / 'pairs')
+    generator = constant_colour_checkpoint(tmp_path / 'constant.pth', COLOUR, direction=direction)
+    evaluate(generator, '--data_dir', data, '--out', tmp_path / 'scores', cwd=tmp_path)
+    output = np.broadcast_to(np.array(COLOUR, np.uint8), (32, 32, 3))
+    pairs = [cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB) for path in sorted(data.glob('*.png'))]
+    expected = {}
+    for half, targets in (('left', [pair[:, :32] for pair in pairs]), ('right', [pair[:, 32:] for pair in pairs])):
+        expected[half] = {'l1': np.mean([np.abs((output / 127.5 - 1) - (t / 127.5 - 1)).mean() for t in targets]),
+                          'psnr': np.mean([psnr_by_definition(output, t) for t in targets]),
+                          'ssim': np.mean([ssim_by_definition(output, t) for t in targets])}
+    other = 'left' if side == 'right' else 'right'
+    assert abs(expected[side]['l1'] - expected[other]['l1']) > 0.1  # swapping the halves would show
+    metrics = read_metrics(tmp_path / 'scores')
+    assert metrics['l1'] == pytest.approx(expected[side]['l1'], abs=1e-5)
+    assert metrics['psnr'] == pytest.approx(expected[side]['psnr'], abs=1e-3)
+    assert metrics['ssim'] == pytest.approx(expected[side]['ssim'], abs=1e-4)
 
 
 def test_fcn_score_of_a_label_to_photo_run(runs, tmp_path):

@@ -7,8 +7,10 @@ import numpy as np
 import pytest
 import torch
 
+import facades_dataset
 from conftest import REAL_DATA, make_pair, write_pairs
-from facades_dataset import JITTER_PAD, DatasetError, FacadesDataset, list_images, to_float
+from facades_dataset import JITTER_PAD, DatasetError, FacadesDataset, decode_pair, list_images, read_rgb, \
+    to_float
 
 
 def dataset(source, tmp_path, **kwargs):
@@ -114,7 +116,8 @@ def test_augmentation_is_reproducible_from_its_generator(tmp_path):
     images = data.gather(range(4))
     first = data.cut_pairs(images, torch.Generator().manual_seed(3))
     again = data.cut_pairs(images, torch.Generator().manual_seed(3))
-    assert torch.equal(first, again)
+    other = data.cut_pairs(images, torch.Generator().manual_seed(4))
+    assert torch.equal(first, again) and not torch.equal(first, other)
 
 
 def test_augmented_cache_is_separate_and_native_size_keeps_its_shape(tmp_path):
@@ -127,11 +130,15 @@ def test_augmented_cache_is_separate_and_native_size_keeps_its_shape(tmp_path):
 
 
 def test_items_augment_only_when_asked(tmp_path):
-    write_pairs(tmp_path / 'split', 1)
+    pair = make_pair(np.random.default_rng(0), 32)
+    (tmp_path / 'split').mkdir()
+    cv2.imwrite(str(tmp_path / 'split' / '1.png'), cv2.cvtColor(pair, cv2.COLOR_RGB2BGR))  # lossless
+    left = torch.from_numpy(pair[:, :32]).permute(2, 0, 1).float() / 127.5 - 1
     plain = dataset(tmp_path / 'split', tmp_path)
-    assert torch.equal(plain[0][0], plain[0][0])
-    augmented = dataset(tmp_path / 'split', tmp_path, augment=True)
     torch.manual_seed(0)
+    for _ in range(8):  # every time the file's left half, uncropped and unmirrored
+        assert torch.allclose(plain[0][0], left, atol=1e-6)
+    augmented = dataset(tmp_path / 'split', tmp_path, augment=True)
     draws = [augmented[0][0] for _ in range(4)]
     assert any(not torch.equal(draws[0], d) for d in draws[1:])
 
@@ -142,11 +149,15 @@ def test_to_float_range():
     assert input_image.min() == -1 and target_image.max() == 1
 
 
-def test_cache_is_reused_and_rebuilt_when_an_image_changes(tmp_path):
+def test_cache_is_reused_and_rebuilt_when_an_image_changes(tmp_path, monkeypatch):
     split = write_pairs(tmp_path / 'split', 3)
     first = dataset(split, tmp_path)
-    assert first.cache_path.exists()
+    built = first.cache_path.stat()
+    decoded = []
+    monkeypatch.setattr(facades_dataset, 'decode_pair', lambda *args: decoded.append(args) or decode_pair(*args))
     assert dataset(split, tmp_path).cache_path == first.cache_path
+    reused = first.cache_path.stat()
+    assert not decoded and (reused.st_ino, reused.st_mtime_ns) == (built.st_ino, built.st_mtime_ns)  # not rebuilt
     before = first.pair_batch([1]).clone()
     image = np.zeros((32, 64, 3), np.uint8)
     cv2.imwrite(str(split / '2.jpg'), image)
@@ -193,22 +204,25 @@ def test_dataset_pickles_without_its_pixels(tmp_path):
     assert copy._pixels is None and torch.equal(copy.pair_batch([1]), data.pair_batch([1]))
 
 
-def png_16bit_grey(width, height):
-    """A 16-bit greyscale PNG, written by hand (OpenCV would write one too, but
-    this keeps the test independent of how OpenCV chooses to encode)."""
-    rows = b''.join(b'\0' + b'\x80\x00' * width for _ in range(height))
+def png_16bit_grey(levels):
+    """A 16-bit greyscale PNG of a uint16 array, written by hand (OpenCV would write
+    one too, but this keeps the test independent of how OpenCV chooses to encode)."""
+    height, width = levels.shape
+    rows = b''.join(b'\0' + row.astype('>u2').tobytes() for row in levels)
     def chunk(kind, data):
         return struct.pack('>I', len(data)) + kind + data + struct.pack('>I', zlib.crc32(kind + data))
     header = struct.pack('>IIBBBBB', width, height, 16, 0, 0, 0, 0)
     return b'\x89PNG\r\n\x1a\n' + chunk(b'IHDR', header) + chunk(b'IDAT', zlib.compress(rows)) + chunk(b'IEND', b'')
 
 
-def cmyk_jpeg():
-    """A CMYK JPEG, made with Pillow when it is installed."""
+def cmyk_jpeg(rgb):
+    """An RGB uint8 array as a CMYK JPEG, converted and written by Pillow."""
     image_module = pytest.importorskip('PIL.Image')
     import io
     buffer = io.BytesIO()
-    image_module.new('CMYK', (32, 16), (0, 255, 255, 0)).save(buffer, 'JPEG')
+    image = image_module.fromarray(rgb).convert('CMYK')
+    assert image.mode == 'CMYK'
+    image.save(buffer, 'JPEG', quality=95)
     return buffer.getvalue()
 
 
@@ -223,7 +237,7 @@ BAD_INPUTS = {
     'png_named_jpg': (lambda: cv2.imencode('.png', np.zeros((16, 32, 3), np.uint8))[1].tobytes(), None),
     'one_pixel': (lambda: cv2.imencode('.png', np.zeros((1, 1, 3), np.uint8))[1].tobytes(), 'odd width'),
     'odd_width': (lambda: cv2.imencode('.png', np.zeros((16, 33, 3), np.uint8))[1].tobytes(), 'odd width'),
-    'png_16bit': (lambda: png_16bit_grey(32, 16), None),
+    'png_16bit': (lambda: png_16bit_grey(np.full((16, 32), 0x8000, np.uint16)), None),
     'grey': (lambda: cv2.imencode('.png', np.zeros((16, 32), np.uint8))[1].tobytes(), None),
     'alpha': (lambda: cv2.imencode('.png', np.zeros((16, 32, 4), np.uint8))[1].tobytes(), None),
     'text': (lambda: b'this is not an image\n', 'not a readable image'),
@@ -232,7 +246,7 @@ BAD_INPUTS = {
 
 @pytest.mark.parametrize('case', sorted(BAD_INPUTS) + ['cmyk'])
 def test_bad_image_outcome(tmp_path, case):
-    make, error = BAD_INPUTS.get(case, (cmyk_jpeg, None))
+    make, error = BAD_INPUTS.get(case, (lambda: cmyk_jpeg(np.full((16, 32, 3), (255, 0, 0), np.uint8)), None))
     (tmp_path / '1.jpg').write_bytes(make())
     if error is None:
         input_image, target_image = dataset(tmp_path, tmp_path, image_size=16)[0]
@@ -243,15 +257,60 @@ def test_bad_image_outcome(tmp_path, case):
         assert '1.jpg' in str(info.value) and '\n' not in str(info.value)
 
 
+def converted(tmp_path, content, name='1.jpg'):
+    path = tmp_path / name
+    path.write_bytes(content)
+    return read_rgb(path)
+
+
+def test_16_bit_png_is_scaled_to_8_bits_not_clipped_or_wrapped(tmp_path):
+    levels = np.repeat(np.array([[0x0000, 0x4000, 0x8000, 0xFFFF]], np.uint16), 8, axis=1).repeat(4, axis=0)
+    image = converted(tmp_path, png_16bit_grey(levels), '1.png')
+    assert image.dtype == np.uint8 and image.shape == (4, 32, 3)
+    # the top byte: 0x4000 -> 64; clipping would give 255, keeping the low byte 0
+    assert image[0, ::8, 0].tolist() == [0, 64, 128, 255] and (image == image[:1, :, :1]).all()
+
+
+def test_greyscale_becomes_equal_red_green_and_blue(tmp_path):
+    grey = np.tile(np.arange(0, 256, 8, dtype=np.uint8), (16, 1))
+    image = converted(tmp_path, cv2.imencode('.png', grey)[1].tobytes())
+    assert image.shape == (16, 32, 3) and all(np.array_equal(image[..., c], grey) for c in range(3))
+
+
+def test_alpha_is_dropped_and_the_colour_kept(tmp_path):
+    bgra = np.zeros((16, 32, 4), np.uint8)
+    bgra[..., :3] = (30, 90, 200)  # RGB (200, 90, 30), as OpenCV writes BGR
+    bgra[..., 3] = np.tile(np.arange(0, 256, 8, dtype=np.uint8), (16, 1))  # transparent to opaque
+    image = converted(tmp_path, cv2.imencode('.png', bgra)[1].tobytes())
+    assert image.shape == (16, 32, 3) and (image == (200, 90, 30)).all()
+
+
+def test_cmyk_jpeg_keeps_its_colours(tmp_path):
+    rgb = np.zeros((16, 32, 3), np.uint8)
+    rgb[:, :16], rgb[:, 16:] = (200, 30, 60), (20, 120, 220)
+    image = converted(tmp_path, cmyk_jpeg(rgb))
+    assert image.shape == (16, 32, 3) and np.abs(image.astype(int) - rgb).max() <= 8  # JPEG rounding
+
+
+def test_png_named_jpg_gives_the_pngs_pixels(tmp_path):
+    rgb = np.random.default_rng(0).integers(0, 256, (16, 32, 3), np.uint8)
+    image = converted(tmp_path, cv2.imencode('.png', cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))[1].tobytes())
+    assert np.array_equal(image, rgb)
+
+
 def test_skip_bad_images_warns_and_counts(tmp_path):
-    write_pairs(tmp_path, 3)
-    (tmp_path / '2.jpg').write_bytes(b'')
-    (tmp_path / '4.jpg').write_text('nope')
+    """Every kind of bad file, between two good ones: a warning each, then skipped."""
+    bad = [make for make, error in BAD_INPUTS.values() if error]
+    write_pairs(tmp_path, 1)
+    for i, make in enumerate(bad, start=2):
+        (tmp_path / f'{i}.jpg').write_bytes(make())
+    last = len(bad) + 2
+    write_pairs(tmp_path, 1, start=last)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter('always')
         data = dataset(tmp_path, tmp_path, skip_bad_images=True)
-    assert len(data) == 2 and len(data.skipped) == 2 and len(caught) == 2
-    assert [data.file_of(i).name for i in range(2)] == ['1.jpg', '3.jpg']
+    assert len(data) == 2 and len(data.skipped) == len(bad) == len(caught) == 5
+    assert [data.file_of(i).name for i in range(2)] == ['1.jpg', f'{last}.jpg']
 
 
 def test_missing_file_from_list(tmp_path):

@@ -136,12 +136,19 @@ def test_palette_name(dataset, name):
 
 
 @pytest.mark.skipif(not REAL_DATA.is_dir(), reason='no real datasets next to the repo')
-@pytest.mark.parametrize('palette, all_pixels', [(FACADES, 0.7), (CITYSCAPES, 0.85)], ids=['facades', 'cityscapes'])
-def test_real_label_maps_are_drawn_in_the_palette(palette, all_pixels):
-    """Nearly every pixel inside a region of the real label halves lies within 30
-    of a palette colour; the rest are edges blended by JPEG."""
+@pytest.mark.parametrize('palette, all_pixels, inner_pixels', [(FACADES, 0.7, 0.9935), (CITYSCAPES, 0.85, 0.98)],
+                         ids=['facades', 'cityscapes'])
+def test_real_label_maps_are_drawn_in_the_palette(palette, all_pixels, inner_pixels):
+    """Pixels inside a region of the real label halves (the nearest palette colour
+    the same 3 px around) lie within RGB distance 30 of a palette colour; the rest
+    are edges blended by JPEG. For facades the README (and metrics.py) says 99.4%,
+    measured on all 500 train and val images: every 10th of them must show it, to
+    that precision."""
     name = 'facades' if palette is FACADES else 'cityscapes'
-    files = sorted((REAL_DATA / name / 'val').glob('*.jpg'))[:10]
+    if palette is FACADES:
+        files = [path for split in ('train', 'val') for path in sorted((REAL_DATA / name / split).glob('*.jpg'))][::10]
+    else:
+        files = sorted((REAL_DATA / name / 'val').glob('*.jpg'))[:10]
     if not files:
         pytest.skip(f'no {name} images')
     colours = np.array(list(palette.colours), np.float32)
@@ -156,4 +163,4 @@ def test_real_label_maps_are_drawn_in_the_palette(palette, all_pixels):
         near.append(distance.min(-1) < 30)
         inner.append(near[-1][inside])
     assert np.concatenate([n.ravel() for n in near]).mean() >= all_pixels
-    assert np.concatenate(inner).mean() >= 0.98
+    assert np.concatenate(inner).mean() >= inner_pixels

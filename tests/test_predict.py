@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import checkpoint
-from conftest import run_script, tiny_run_args, write_tiny_dataset
+from conftest import constant_colour_checkpoint, run_script, tiny_run_args, write_tiny_dataset
 
 SIZES = {'wide': (30, 40), 'square': (64, 64), 'tall': (50, 17)}  # name: (height, width)
 
@@ -56,6 +56,40 @@ def test_outputs_keep_the_input_sizes(trained, photos, tmp_path, request):
         output = cv2.imread(str(tmp_path / 'out' / f'{name}.png'))
         assert output.shape == (*shape, 3), name
     assert 'wrote 3 of 3' in result.stdout
+
+
+def read_rgb_png(path):
+    return cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB)
+
+
+def test_output_is_the_networks_output(checkpoint_path, tmp_path):
+    """An input of the training size needs no resizing: the output file holds what
+    the network computes on it, here called directly. The network answers the
+    colours in the other channel order differently, so a swap would show."""
+    image = np.random.default_rng(1).integers(0, 256, (32, 32, 3), np.uint8)
+    cv2.imwrite(str(tmp_path / 'photo.png'), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+    run_script('predict.py', checkpoint_path, tmp_path / 'photo.png', '--out', tmp_path / 'out', cwd=tmp_path)
+    generator, _ = checkpoint.load_generator(checkpoint_path)
+
+    def network(rgb):
+        with torch.no_grad():
+            output = generator(torch.from_numpy(rgb.copy()).permute(2, 0, 1)[None].float() / 127.5 - 1)[0]
+        return ((output.clamp(-1, 1) + 1) * 127.5).round().permute(1, 2, 0).numpy()
+    expected = network(image)
+    assert np.abs(network(image[..., ::-1]) - expected).mean() > 2  # the network sees the channel order
+    output = read_rgb_png(tmp_path / 'out' / 'photo.png')
+    assert np.abs(output - expected).max() <= 1  # float rounding at most
+
+
+def test_a_known_colour_comes_back_at_every_input_size(photos, tmp_path):
+    """A generator that draws one colour whatever it is given: every output pixel,
+    at each input's own size, is that colour, in RGB order."""
+    colour = (230, 120, 20)
+    constant = constant_colour_checkpoint(tmp_path / 'constant.pth', colour)
+    run_script('predict.py', constant, photos, '--out', tmp_path / 'out', cwd=tmp_path)
+    for name, shape in SIZES.items():
+        output = read_rgb_png(tmp_path / 'out' / f'{name}.png')
+        assert output.shape == (*shape, 3) and (output == colour).all(), name
 
 
 def test_panels_show_the_input_beside_the_output(checkpoint_path, photos, tmp_path):
