@@ -33,7 +33,7 @@ skip_bad_images = False      # warn about and skip unreadable images instead of 
 cache_dir = 'datasets/cache'  # decoded pixels, memory-mapped across runs; '' decodes into RAM each run
 # model
 model = 'fcn'                # 'fcn' (4 down + 4 up blocks) or 'unet256' (the Pix2Pix generator)
-width = 32                   # channels of the first block (the assignment's FCN: 8)
+width = 16                   # channels of the first block (the assignment's FCN: 8)
 skips = True                 # fcn only: join each down block to its mirrored up block
 gan = False                  # add the 70x70 PatchGAN discriminator and its loss
 gan_loss = 'vanilla'         # 'vanilla' (BCE) or 'lsgan' (least squares)

@@ -317,15 +317,17 @@ def test_validation_scores_the_weight_average(pairs_dir, tmp_path):
 
 
 def test_resume_of_a_checkpoint_from_before_the_weight_average(pairs_dir, tmp_path):
-    """Checkpoints saved before the ema setting existed resume as they ran: without one."""
+    """Checkpoints saved before the weight average and patches existed resume as
+    they ran: without them."""
     train(pairs_dir, tmp_path, num_epochs=1, ema=0.0)
     path = tmp_path / 'checkpoints' / 'latest.pth'
     state = checkpoint.load(path)
-    for key in ('ema', 'ema_start'):
+    for key in ('ema', 'ema_start', 'patch_size', 'patch_epochs'):
         state['config'].pop(key)
     checkpoint.save(state, path)
     result = train(pairs_dir, tmp_path, '--resume', num_epochs=2)
     assert 'resumed from epoch 1' in result.stdout and ' ema=0.0 ' in result.stdout
+    assert ' patch_size=0 ' in result.stdout
     assert 'ema' not in checkpoint.load(path)
 
 
