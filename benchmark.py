@@ -2,6 +2,7 @@
 
     python benchmark.py                          # facades, both networks -> benchmark.json
     python benchmark.py --data DIR --steps 20 --out FILE
+    python benchmark.py --amp off                # fp32, as on a CPU without bf16 units
     python benchmark.py --quick --data DIR       # a smoke test: few steps, images at their stored size
 
 For two networks, the assignment's FCN (width 8, no skips, fp32) and train.py's
@@ -49,7 +50,7 @@ EPOCH_REPEATS = 2       # epochs timed per path, the fastest kept
 REPEATS = 7             # img/s: the best of these (load only ever slows a run); repo/bound: their median ratio
 # name -> (settings over train.config, batch of the original-path comparison; None: train.config's)
 NETWORKS = {
-    'fcn_baseline': (dict(model='fcn', width=8, skips=False, amp='auto', channels_last=False), ORIGINAL_BATCH),
+    'fcn_baseline': (dict(model='fcn', width=8, skips=False, channels_last=False), ORIGINAL_BATCH),
     # the default network is compared at its own batch: at 100 it would need ~5 GB in fp32
     'default': ({}, None),
 }
@@ -319,12 +320,15 @@ def main():
                         help=f'timed steps per images/s measurement, best of {REPEATS} '
                              f'(default: enough for {WINDOW_IMAGES} images, at least 5)')
     parser.add_argument('--quick', action='store_true', help='2 steps, images at their stored size: checks it runs')
+    parser.add_argument('--amp', default='auto', choices=('auto', 'bf16', 'fp16', 'off'),
+                        help="train.py's amp setting for the repo path and the bound; off: fp32, as on a CPU "
+                             "without bf16 units (default: auto)")
     args = parser.parse_args()
     steps = 2 if args.quick else args.steps
     if steps < 0:
         raise train.UserError('--steps must be at least 1 (or 0 for the default)')
     load_before = os.getloadavg()
-    base = dict(train.config, image_size=0 if args.quick else train.config['image_size'])
+    base = dict(train.config, amp=args.amp, image_size=0 if args.quick else train.config['image_size'])
     _, _, device = train.setup_processes(base)  # the device and thread count train.py would use
     root = find_data(args.data)
     # a fresh cache each run, so its build is always measured, on the disk train.py caches to

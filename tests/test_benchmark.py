@@ -8,9 +8,11 @@ from conftest import run_script
 
 def test_quick_benchmark_writes_both_ratios_per_network(pairs_dir, tmp_path):
     out = tmp_path / 'results' / 'benchmark.json'
-    result = run_script('benchmark.py', '--quick', '--data', pairs_dir, '--out', out, cwd=tmp_path, timeout=120)
+    result = run_script('benchmark.py', '--quick', '--amp', 'off', '--data', pairs_dir, '--out', out, cwd=tmp_path,
+                        timeout=120)
     results = json.loads(out.read_text())
     for name in ('fcn_baseline', 'default'):
+        assert results[name]['precision'] == 'fp32' and results[name]['settings']['amp'] == 'off'
         for key in ('speedup_vs_original', 'fraction_of_compute_bound'):
             value = results[name][key]
             assert isinstance(value, float) and math.isfinite(value) and value > 0, (name, key, value)
