@@ -3,7 +3,7 @@
 Every JPEG is decoded a single time into a uint8 array file (a cache) that is
 memory-mapped afterwards: loader processes share its pages without copying,
 the OS keeps it in RAM when it fits and streams it when it does not (edges2shoes
-is ~22 GB decoded), and the next run starts without decoding. The cache is
+is ~25 GB decoded), and the next run starts without decoding. The cache is
 rebuilt when any source image changes (name, size or modification time).
 
 A training set is stored with mirrored borders of JITTER_PAD pixels around each

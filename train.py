@@ -21,6 +21,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+_launched = time.time()  # the metrics' wall clock starts here, before torch's import, as the user's does
+
 # ----------------------------------------------------------------------------- settings
 # data
 dataset = 'facades'          # a name under datasets/, or a folder holding train/ and val/
@@ -212,6 +214,7 @@ class Run:
     discriminator_step: nn.Module | None = None  # wrapped by DDP and torch.compile when those are on
     epoch: int = 0                        # the last finished epoch
     history: list = field(default_factory=list)  # a metrics row per epoch
+    minutes_before: float = 0.0           # wall minutes of the sessions before a resume
 
     SAVED = ('model', 'optimizer', 'scheduler', 'scaler', 'discriminator', 'optimizer_d', 'scheduler_d', 'ema')
 
@@ -231,6 +234,7 @@ class Run:
             else:
                 part.load_state_dict(saved[name])
         self.epoch, self.history = saved['epoch'], saved['history']
+        self.minutes_before = self.history[-1].get('minutes', 0.0) if self.history else 0.0
 
     def averaged_model(self):
         """The generator to validate and show: the weight average once it has
@@ -327,7 +331,8 @@ def end_epoch(run, losses, lr, started, train_set, val_set, writer):
     row = {'epoch': epoch, **losses}
     if epoch % cfg['validate_every'] == 0 or final or epoch % cfg['save_every'] == 0:
         row['val_l1'] = validate(run.averaged_model(), val_set, cfg, run.device, run.amp_dtype)
-    row.update(lr=lr, seconds=round(time.time() - started, 2))
+    now = time.time()
+    row.update(lr=lr, seconds=round(now - started, 2), minutes=round(run.minutes_before + (now - _launched) / 60, 3))
     run.history.append(row)
     save_epoch(run, final, train_set, val_set, writer)
     tqdm.write(f'epoch {epoch}: ' + '  '.join(f'{k} {format_value(v)}' for k, v in row.items() if k != 'epoch'))

@@ -36,7 +36,9 @@ def same_weights(a, b):
 
 
 def test_two_epoch_run_writes_panels_checkpoints_and_metrics(pairs_dir, tmp_path):
+    launched = time.time()
     result = train(pairs_dir, tmp_path)
+    wall_minutes = (time.time() - launched) / 60
     assert 'config: dataset=' in result.stdout and 'epoch 2:' in result.stdout
     for split in ('train_results', 'val_results'):
         for epoch in (1, 2):
@@ -49,7 +51,11 @@ def test_two_epoch_run_writes_panels_checkpoints_and_metrics(pairs_dir, tmp_path
         assert {'model', 'optimizer', 'scheduler', 'epoch', 'config', 'history'} <= set(state)
     lines = (tmp_path / 'checkpoints' / 'metrics.csv').read_text().splitlines()
     assert lines[0].split(',')[:2] == ['epoch', 'train_l1'] and len(lines) == 3
-    assert {'val_l1', 'lr', 'seconds'} <= set(lines[0].split(','))
+    assert {'val_l1', 'lr', 'seconds', 'minutes'} <= set(lines[0].split(','))
+    # minutes: the wall clock from launch (start-up included), what time_to_quality.py plots
+    history = checkpoint.load(tmp_path / 'checkpoints' / 'latest.pth')['history']
+    assert sum(row['seconds'] for row in history) / 60 < history[-1]['minutes'] < wall_minutes
+    assert history[0]['minutes'] < history[1]['minutes']
 
 
 def test_save_every_picks_the_epochs(pairs_dir, tmp_path):
@@ -75,13 +81,17 @@ def test_resume_continues_exactly(pairs_dir, tmp_path):
     steady = dict(lr_schedule='constant', ema_start=0.0)
     train(pairs_dir, tmp_path / 'straight', num_epochs=4, **steady)
     train(pairs_dir, tmp_path / 'split', num_epochs=2, **steady)
+    launched = time.time()
     result = train(pairs_dir, tmp_path / 'split', '--resume', num_epochs=4, **steady)
+    second_session = (time.time() - launched) / 60
     assert 'resumed from epoch 2' in result.stdout
     straight = checkpoint.load(tmp_path / 'straight' / 'checkpoints' / 'latest.pth')
     resumed = checkpoint.load(tmp_path / 'split' / 'checkpoints' / 'latest.pth')
     assert resumed['epoch'] == 4 and same_weights(straight['model'], resumed['model'])
     assert same_weights(straight['ema'], resumed['ema'])  # the weight average resumes exactly too
     assert [row['train_l1'] for row in straight['history']] == [row['train_l1'] for row in resumed['history']]
+    minutes = [row['minutes'] for row in resumed['history']]  # the clock goes on from the first session's
+    assert minutes[1] + resumed['history'][3]['seconds'] / 60 < minutes[3] < minutes[1] + second_session
 
 
 def test_resume_refuses_a_changed_network(pairs_dir, tmp_path):
