@@ -337,6 +337,7 @@ def main():
     with tempfile.TemporaryDirectory(dir=cache_root, prefix='benchmark_') as cache_dir:
         data, cache_build_seconds = load_data(root, base, cache_dir)
         results = {'device': device_name(device), 'device_type': device.type, 'torch': torch.__version__,
+                   'cpu_bf16_units': train.cpu_bf16_units(),
                    'threads': torch.get_num_threads(), 'cpu_count': os.cpu_count(), 'data': str(root.resolve()),
                    'train_images': len(data['train_set']), 'val_images': len(data['val_set']),
                    'image_side': data['train_set'].image_shape[0], 'steps': steps, 'repeats': REPEATS, 'epoch_repeats': EPOCH_REPEATS,
@@ -352,6 +353,7 @@ def main():
     print(f'{results["device"]} ({device.type}), torch {results["torch"]}, {results["threads"]} threads, '
           f'{results["train_images"]}+{results["val_images"]} images of side {results["image_side"]}, '
           f'load {load_before[0]:.1f} -> {results["load_average_after"][0]:.1f}')
+    print(f'CPU bf16 units: {", ".join(results["cpu_bf16_units"]) or "none"}; --amp {args.amp}')
     print(table(results))
     print(f'cache build (once, not in the epochs): {cache_build_seconds:.2f} s; peak RSS {results["peak_rss_mb"]:.0f} '
           f'MB; speedup: original epoch / repo epoch at the same batch; wrote {args.out}')

@@ -472,9 +472,14 @@ def resolve_amp(setting, device):
     if setting == 'auto':
         if device.type == 'cuda':
             return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-        cpu_has_bf16 = torch.cpu._is_amx_tile_supported() or torch.cpu._is_avx512_bf16_supported()
-        return torch.bfloat16 if device.type == 'cpu' and cpu_has_bf16 else None  # MPS: fp32
+        return torch.bfloat16 if device.type == 'cpu' and cpu_bf16_units() else None  # MPS: fp32
     return {'bf16': torch.bfloat16, 'fp16': torch.float16}[setting]
+
+
+def cpu_bf16_units():
+    """The CPU's units that make bf16 fast (empty on most laptops: fp32 is faster there)."""
+    return [name for name, present in (('AMX', torch.cpu._is_amx_tile_supported()),
+                                       ('AVX512-BF16', torch.cpu._is_avx512_bf16_supported())) if present]
 
 
 def autocast(device, amp_dtype):

@@ -2,6 +2,7 @@ import json
 import math
 
 import pytest
+import torch
 
 from conftest import run_script
 
@@ -26,6 +27,10 @@ def test_quick_benchmark_writes_both_ratios_per_network(pairs_dir, tmp_path):
         repo_batch = results[name]['settings']['batch_size']
         assert results[name]['fraction_of_compute_bound'] == results[name]['repo'][str(repo_batch)]['fraction_of_bound']
     assert results['fcn_baseline']['original']['batch_size'] == 100
+    units = [name for name, present in (('AMX', torch.cpu._is_amx_tile_supported()),
+                                        ('AVX512-BF16', torch.cpu._is_avx512_bf16_supported())) if present]
+    assert results['cpu_bf16_units'] == units
+    assert f'CPU bf16 units: {", ".join(units) or "none"}; --amp off' in result.stdout
     assert results['cache_build_seconds'] >= 0 and results['peak_rss_mb'] > 0
     assert not any((tmp_path / 'datasets' / 'cache').iterdir())  # the benchmark's cache is temporary
 
