@@ -148,13 +148,16 @@ def build_generator(config):
 
 
 def generate(generator, images, mirror=False):
-    """The generator's output for a batch; with mirror, the mean of it and the
-    mirrored output of the mirrored input (test-time augmentation: the networks
-    train on mirrored pairs, so both passes are equally valid guesses)."""
+    """The generator's output for a batch; with mirror, `mirrored_mean` of it."""
     output = generator(images)
-    if mirror:
-        output = (output + generator(images.flip(-1)).flip(-1)) / 2
-    return output
+    return mirrored_mean(generator, images, output) if mirror else output
+
+
+def mirrored_mean(generator, images, output):
+    """The mean of a batch's output and the mirrored output of the mirrored input
+    (test-time augmentation: the networks train on mirrored pairs, so both passes
+    are equally valid guesses); output is the generator's plain pass, reused."""
+    return (output + generator(images.flip(-1)).flip(-1)) / 2
 
 
 class DeviceError(ValueError):

@@ -100,13 +100,18 @@ def load_weights(module, weights, path, config):
                               f'{describe(config)}') from None
 
 
+def has_average(state):
+    """Whether the run kept a weight average (EMA) and it has started."""
+    return state.get('ema') is not None and state['ema']['n_averaged'] > 0
+
+
 def generator_weights(state):
-    """The generator weights a checkpoint is used with: its weight average (EMA)
-    when the run kept one and it has started, else the trained weights. This is
-    what train.py validated, so evaluate.py reproduces the logged val_l1."""
-    ema = state.get('ema')
-    if ema is not None and ema['n_averaged'] > 0:
-        return {name.removeprefix('module.'): weight for name, weight in ema.items() if name.startswith('module.')}
+    """The generator weights a checkpoint is used with: its weight average when
+    `has_average`, else the trained weights. This is what train.py validated, so
+    evaluate.py reproduces the logged val_l1."""
+    if has_average(state):
+        return {name.removeprefix('module.'): weight for name, weight in state['ema'].items()
+                if name.startswith('module.')}
     return state['model']
 
 

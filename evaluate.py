@@ -28,7 +28,7 @@ import checkpoint
 import metrics
 import visualize
 from facades_dataset import DatasetError, FacadesDataset, split_source, to_float
-from FCN_network import DeviceError, SizeError, check_sides, generate, pick_device
+from FCN_network import DeviceError, SizeError, check_sides, mirrored_mean, pick_device
 
 
 class UserError(Exception):
@@ -88,7 +88,7 @@ def main(args):
     out.mkdir(parents=True, exist_ok=True)
 
     # '' is the single pass, the number compared with other work; 'mirror_' the test-time mirrored one
-    passes = {'': False, 'mirror_': True} if args.mirror else {'': False}
+    passes = ('', 'mirror_') if args.mirror else ('',)
     sums = {f'{prefix}{key}': 0.0 for prefix in passes for key in ('l1', 'psnr', 'ssim')}
     confusions = {}  # summed over batches: a dataset-wide confusion matrix, as in the paper's code
     with torch.no_grad():
@@ -97,11 +97,13 @@ def main(args):
             input_image, target_image = to_float(data.pair_batch(indices).to(device))
             targets, label_maps = metrics.to_uint8(target_image), metrics.to_uint8(input_image)
             scored = {}
-            for prefix, mirror in passes.items():
-                output = generate(generator, input_image, mirror)
-                if not mirror:
-                    visualize.save_panels(out, [Path(data.file_of(i)).stem for i in indices],
-                                          input_image, target_image, output)
+            single = generator(input_image)
+            visualize.save_panels(out, [Path(data.file_of(i)).stem for i in indices], input_image, target_image,
+                                  single)
+            generated = {'': single}
+            if args.mirror:  # the single pass reused: only the mirrored input runs again
+                generated['mirror_'] = mirrored_mean(generator, input_image, single)
+            for prefix, output in generated.items():
                 outputs = metrics.to_uint8(output)
                 sums[f'{prefix}l1'] += metrics.l1(output, target_image) * len(indices)  # images are one size
                 for output_pixels, target_pixels in zip(outputs, targets):
@@ -118,7 +120,7 @@ def main(args):
 
     results = {'checkpoint': str(args.checkpoint), 'epoch': state.get('epoch'), 'data': str(source),
                'direction': config['direction'], 'palette': palette_name if palette else None, 'images': len(data),
-               'weights': 'ema' if checkpoint.generator_weights(state) is not state['model'] else 'trained',
+               'weights': 'ema' if checkpoint.has_average(state) else 'trained',
                **{key: total / len(data) for key, total in sums.items()}}
     for prefix in passes:
         if f'{prefix}labels' in confusions:

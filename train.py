@@ -397,7 +397,8 @@ def load_split(config, split, rank, world_size):
     if data.skipped and rank == 0:
         print(f'skipped {len(data.skipped)} unreadable {split} images (skip_bad_images is on)')
     check_sides(data.image_shape, config['model'], data.source, 'set image_size to one (e.g. 256)')
-    if split == 'train' and patch_side(config, 1) and patch_side(config, 1) % SIDE_MULTIPLE['fcn']:
+    first_side = patch_side(config, 1)
+    if split == 'train' and first_side and first_side % SIDE_MULTIPLE['fcn']:
         raise UserError(f"--patch_size={config['patch_size']}: fcn needs a multiple of {SIDE_MULTIPLE['fcn']} "
                         '(or 0 for whole images)')
     return data
