@@ -41,7 +41,7 @@ gan = False                  # add the 70x70 PatchGAN discriminator and its loss
 gan_loss = 'vanilla'         # 'vanilla' (BCE) or 'lsgan' (least squares)
 lambda_l1 = 100.0            # weight of L1 against the GAN loss (the paper's 100)
 # optimisation
-num_epochs = 240             # facades: about 12 minutes on a 2-core CPU in fp32, less with bf16 (see README)
+num_epochs = 240             # facades: about 11 minutes on a 2-core CPU in fp32, less with bf16 (see README)
 batch_size = 8               # per process: under torchrun the global batch is batch_size x processes
 lr = 2e-3                    # for L1 alone; the paper's 2e-4 is safer with the GAN on
 beta1 = 0.5
