@@ -3,11 +3,17 @@ skip connections), the Pix2Pix U-Net generator, and the 70x70 PatchGAN; and
 what they need to run: image sides their downsampling can take, a device.
 
 All generators map an RGB image in [-1, 1] to an RGB image in [-1, 1] of the
-same size. `build_generator(config)` is how train, evaluate and predict make one
-from a run's settings, so a checkpoint alone says which network it holds.
+same size. `GENERATORS` is the one list of them: a new generator is one entry
+there, and the scripts' choices, size checks and patch training follow from it.
+`build_generator(config)` is how train, evaluate and predict make one from a
+run's settings, so a checkpoint alone says which network it holds.
 """
+from typing import Callable, NamedTuple
+
 import torch
 import torch.nn as nn
+
+from errors import UserError
 
 
 def init_pix2pix(module):
@@ -102,29 +108,41 @@ class UNet256(nn.Module):
 
 
 class PatchDiscriminator(nn.Module):
-    """The 70x70 PatchGAN: it sees input and output stacked (6 channels) and
-    scores each overlapping 70x70 patch as real or fake (logits)."""
+    """The PatchGAN: it sees input and output stacked (6 channels) and scores
+    each overlapping patch as real or fake (logits). With 3 layers (the paper's)
+    a score sees 70x70 pixels; each layer fewer shrinks that (1: 16x16, 2: 34x34)
+    and its cost."""
 
-    def __init__(self, width=64):
+    def __init__(self, width=64, layers=3):
         super().__init__()
-        self.net = nn.Sequential(
-            nn.Conv2d(6, width, 4, stride=2, padding=1), nn.LeakyReLU(0.2, inplace=True),
-            *down_block(width, width * 2), nn.LeakyReLU(0.2, inplace=True),
-            *down_block(width * 2, width * 4), nn.LeakyReLU(0.2, inplace=True),
-            nn.Conv2d(width * 4, width * 8, 4, stride=1, padding=1, bias=False),
-            nn.BatchNorm2d(width * 8), nn.LeakyReLU(0.2, inplace=True),
-            nn.Conv2d(width * 8, 1, 4, stride=1, padding=1))
+        channels = [width * min(2 ** i, 8) for i in range(layers + 1)]
+        blocks = [nn.Conv2d(6, width, 4, stride=2, padding=1), nn.LeakyReLU(0.2, inplace=True)]
+        for i in range(1, layers):
+            blocks += [*down_block(channels[i - 1], channels[i]), nn.LeakyReLU(0.2, inplace=True)]
+        blocks += [nn.Conv2d(channels[layers - 1], channels[layers], 4, stride=1, padding=1, bias=False),
+                   nn.BatchNorm2d(channels[layers]), nn.LeakyReLU(0.2, inplace=True),
+                   nn.Conv2d(channels[layers], 1, 4, stride=1, padding=1)]
+        self.net = nn.Sequential(*blocks)
         init_pix2pix(self)
 
     def forward(self, input_image, output_image):
         return self.net(torch.cat([input_image, output_image], 1))
 
 
-GENERATORS = ('fcn', 'unet256')
-SIDE_MULTIPLE = {'fcn': 16, 'unet256': 256}  # what each generator's downsampling needs
+class Generator(NamedTuple):
+    build: Callable      # a run's settings -> the network
+    settings: tuple      # the settings it is built from (besides model)
+    side_multiple: int   # image sides must be multiples of this (its downsampling)
+    patches: bool        # can train on patch_size crops before whole images
 
 
-class SizeError(ValueError):
+GENERATORS = {
+    'fcn': Generator(lambda config: FullyConvNetwork(config['width'], config['skips']), ('width', 'skips'), 16, True),
+    'unet256': Generator(lambda config: UNet256(config['width']), ('width',), 256, False),
+}
+
+
+class SizeError(UserError):
     """Images whose sides a network's downsampling cannot take."""
 
 
@@ -132,19 +150,21 @@ def check_sides(shape, model, source, advice):
     """One line, before any work, instead of a shape error deep inside the network.
     shape: (height, width) of the halves of the pairs in source."""
     height, width = shape
-    multiple = SIDE_MULTIPLE[model]
+    multiple = GENERATORS[model].side_multiple
     if height % multiple or width % multiple:
         raise SizeError(f'the images of {source} are {width}x{height} per half, but {model} '
                         f'needs sides that are multiples of {multiple}; {advice}')
 
 
 def build_generator(config):
-    """The generator a run's settings describe (keys: model, width, skips)."""
-    if config['model'] == 'fcn':
-        return FullyConvNetwork(config['width'], config['skips'])
-    if config['model'] == 'unet256':
-        return UNet256(config['width'])
-    raise ValueError(f"unknown model {config['model']!r}; expected one of {', '.join(GENERATORS)}")
+    """The generator a run's settings describe (model, and that entry's settings)."""
+    if config['model'] not in GENERATORS:
+        raise ValueError(f"unknown model {config['model']!r}; expected one of {', '.join(GENERATORS)}")
+    return GENERATORS[config['model']].build(config)
+
+
+def build_discriminator(config):
+    return PatchDiscriminator(config['d_width'], config['d_layers'])
 
 
 def generate(generator, images, mirror=False):
@@ -160,7 +180,7 @@ def mirrored_mean(generator, images, output):
     return (output + generator(images.flip(-1)).flip(-1)) / 2
 
 
-class DeviceError(ValueError):
+class DeviceError(UserError):
     """A device setting this machine cannot honour."""
 
 

@@ -32,12 +32,13 @@ from pathlib import Path
 
 import cv2
 import torch
-import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset, RandomSampler
 
 import train
+import training
+from errors import UserError, cli
 from FCN_network import build_generator
-from facades_dataset import DatasetError, FacadesDataset, list_images, split_source
+from facades_dataset import FacadesDataset, list_images, split_source
 
 REPO = Path(__file__).resolve().parent
 DEFAULT_DATA = ('../shared/datasets/facades', 'datasets/facades')
@@ -100,30 +101,19 @@ def find_data(path):
     for candidate in candidates:
         if (candidate / 'train').is_dir() or (candidate / 'train_list.txt').is_file():
             return candidate
-    raise train.UserError(f'no dataset with a train/ folder in {" or ".join(map(str, dict.fromkeys(candidates)))}; '
+    raise UserError(f'no dataset with a train/ folder in {" or ".join(map(str, dict.fromkeys(candidates)))}; '
                           'pass --data DIR or run: bash download_facades_dataset.sh facades')
 
 
 def make_step(cfg, device):
-    """A fresh generator and a function doing one of train.py's steps (L1, no GAN) on it."""
-    torch.manual_seed(cfg['seed'])
-    generator = build_generator(cfg).to(device)
-    if cfg['channels_last']:
-        generator = generator.to(memory_format=torch.channels_last)
-    optimizer = torch.optim.Adam(generator.parameters(), cfg['lr'], betas=(cfg['beta1'], cfg['beta2']))
-    model = torch.compile(generator) if cfg['compile'] else generator
-    amp_dtype = train.resolve_amp(cfg['amp'], device)
-    scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
+    """A fresh run as train.py builds it (the same initial weights) and a function
+    doing one of its training steps (`training.train_step`, as in its first epoch);
+    returns (generator, amp dtype, step), the step returning the loss."""
+    run = training.build_run(cfg, device, 1)
 
     def step(input_image, target_image):
-        with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
-            output = model(input_image)
-        loss = (output.float() - target_image).abs().mean()
-        scaler.scale(loss).backward()
-        scaler.step(optimizer)
-        scaler.update()
-        optimizer.zero_grad(set_to_none=True)
-    return generator, amp_dtype, step
+        return training.train_step(run, input_image, target_image, epoch=1)[0]
+    return run.model, run.amp_dtype, step
 
 
 def images_per_second(runs, steps, device):
@@ -152,13 +142,13 @@ def measure_repo_and_bound(cfg, train_set, val_set, device, steps):
     already on the device, its ceiling: images/s of both, then (a)'s full epoch
     with validation."""
     shuffled = RandomSampler(range(len(train_set)), generator=torch.Generator().manual_seed(cfg['seed']))
-    loader = train.train_loader(train_set, cfg, device, shuffled)
+    loader = training.train_loader(train_set, cfg, device, shuffled)
     rng = torch.Generator().manual_seed(cfg['seed'])
     generator, amp_dtype, step = make_step(cfg, device)
     endless = (inputs for _ in itertools.count()
-               for inputs in train.model_batches(loader, train_set, cfg, device, rng))
+               for inputs in training.model_batches(loader, train_set, cfg, device, rng))
     one_batch = [train_set.gather([i % len(train_set) for i in range(cfg['batch_size'])])]
-    in_memory = next(train.model_batches(one_batch, train_set, cfg, device, rng))
+    in_memory = next(training.model_batches(one_batch, train_set, cfg, device, rng))
     _, _, bound_step = make_step(cfg, device)
     steps = steps or max(5, math.ceil(WINDOW_IMAGES / cfg['batch_size']))
     repo_speeds, bound_speeds = images_per_second([(step, endless), (bound_step, itertools.repeat(in_memory))],
@@ -167,13 +157,13 @@ def measure_repo_and_bound(cfg, train_set, val_set, device, steps):
     # bound's right after it, and take the median of those ratios
     fraction = statistics.median(repo / bound for repo, bound in zip(repo_speeds, bound_speeds))
     endless.close()  # leaves no half-read epoch in the loader's workers
-    train.validate(generator, val_set, cfg, device, amp_dtype)  # warm, as in every epoch after the first
+    training.validate(generator, val_set, cfg, device, amp_dtype)  # warm, as in every epoch after the first
     memory(device)  # the CUDA peak from here on is the epoch's
 
     def train_pass():
-        for inputs in train.model_batches(loader, train_set, cfg, device, rng):
+        for inputs in training.model_batches(loader, train_set, cfg, device, rng):
             step(*inputs)
-    epoch = fastest_epoch(train_pass, lambda: train.validate(generator, val_set, cfg, device, amp_dtype), device)
+    epoch = fastest_epoch(train_pass, lambda: training.validate(generator, val_set, cfg, device, amp_dtype), device)
     repo = {'train_images_per_s': max(repo_speeds), 'fraction_of_bound': fraction, **epoch,
             'workers': loader.num_workers}
     return repo | memory(device), {'train_images_per_s': max(bound_speeds)}
@@ -213,10 +203,10 @@ class OriginalDataset(Dataset):
 
 
 def measure_original(cfg, train_paths, val_paths, batch_size, device):
-    """(b) one epoch of the assignment's loop (fp32, NCHW), 400 train + 100 val on facades."""
-    torch.manual_seed(cfg['seed'])
-    generator = build_generator(cfg).to(device)
-    optimizer = torch.optim.Adam(generator.parameters(), lr=ORIGINAL_LR, betas=(0.5, 0.999))
+    """(b) one epoch of the assignment's loop (fp32, NCHW, Adam at its lr, the loss
+    printed every step), 400 train + 100 val on facades."""
+    generator, _, train_step = make_step(dict(cfg, lr=ORIGINAL_LR, beta1=0.5, beta2=0.999, amp='off', ema=0.0,
+                                              channels_last=False, compile=False, gan=False), device)
     # 4 workers even where there are fewer cores: that is what the assignment ran
     warnings.filterwarnings('ignore', message='This DataLoader will create')
     train_loader = DataLoader(OriginalDataset(train_paths), batch_size=batch_size, shuffle=True,
@@ -225,11 +215,7 @@ def measure_original(cfg, train_paths, val_paths, batch_size, device):
                             num_workers=ORIGINAL_WORKERS)
 
     def step(input_image, target_image):
-        loss = F.l1_loss(generator(input_image), target_image)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        return loss.item()  # the assignment printed it every step
+        return train_step(input_image, target_image).item()  # the assignment printed it every step
 
     # warm-up on a batch of the epoch's shape, outside the timed epoch
     input_image, target_image = OriginalDataset(train_paths)[0]
@@ -250,7 +236,7 @@ def measure_original(cfg, train_paths, val_paths, batch_size, device):
     def val_pass():
         generator.eval()
         for input_image, target_image in val_loader:
-            F.l1_loss(generator(input_image.to(device)), target_image.to(device)).item()
+            (generator(input_image.to(device)) - target_image.to(device)).abs().mean().item()
     epoch = fastest_epoch(train_pass, val_pass, device)
     return {'batch_size': batch_size, 'train_images_per_s': len(train_paths) / epoch['epoch_train_seconds'],
             **epoch, 'workers': ORIGINAL_WORKERS} | memory(device)
@@ -260,7 +246,7 @@ def benchmark_network(name, base, overrides, original_batch, data, device, steps
     cfg = dict(base, **overrides)
     repo_batch = cfg['batch_size']
     original_batch = original_batch or repo_batch
-    amp_dtype = train.resolve_amp(cfg['amp'], device)
+    amp_dtype = training.resolve_amp(cfg['amp'], device)
     result = {'settings': {k: cfg[k] for k in ('model', 'width', 'skips', 'augment', 'amp', 'channels_last',
                                                'batch_size', 'image_size', 'num_workers')},
               'precision': {torch.bfloat16: 'bf16', torch.float16: 'fp16'}.get(amp_dtype, 'fp32'),
@@ -326,7 +312,7 @@ def main():
     args = parser.parse_args()
     steps = 2 if args.quick else args.steps
     if steps < 0:
-        raise train.UserError('--steps must be at least 1 (or 0 for the default)')
+        raise UserError('--steps must be at least 1 (or 0 for the default)')
     load_before = os.getloadavg()
     base = dict(train.config, amp=args.amp, image_size=0 if args.quick else train.config['image_size'])
     _, _, device = train.setup_processes(base)  # the device and thread count train.py would use
@@ -337,7 +323,7 @@ def main():
     with tempfile.TemporaryDirectory(dir=cache_root, prefix='benchmark_') as cache_dir:
         data, cache_build_seconds = load_data(root, base, cache_dir)
         results = {'device': device_name(device), 'device_type': device.type, 'torch': torch.__version__,
-                   'cpu_bf16_units': train.cpu_bf16_units(),
+                   'cpu_bf16_units': training.cpu_bf16_units(),
                    'threads': torch.get_num_threads(), 'cpu_count': os.cpu_count(), 'data': str(root.resolve()),
                    'train_images': len(data['train_set']), 'val_images': len(data['val_set']),
                    'image_side': data['train_set'].image_shape[0], 'steps': steps, 'repeats': REPEATS, 'epoch_repeats': EPOCH_REPEATS,
@@ -360,7 +346,4 @@ def main():
 
 
 if __name__ == '__main__':
-    try:
-        main()
-    except (train.UserError, DatasetError) as error:
-        sys.exit(f'error: {error}')
+    cli(main)

@@ -1,59 +1,37 @@
 """Saving without ever leaving a half-written file, and loading without
 trusting the file.
 
-Every file goes to a temporary name in the same folder and is renamed into
-place, so a crash at any moment leaves the previous version intact. Checkpoints
+A checkpoint is written as every file is (files.py): to a temporary name, then
+renamed into place, so a crash leaves the previous version intact. Checkpoints
 hold only tensors and plain Python types, so they load with
 `torch.load(weights_only=True)`, which refuses pickled code.
 """
 import os
 import pickle
-import signal
 from pathlib import Path
 
 import torch
 
-from FCN_network import build_generator
+import hooks
+from errors import UserError
+from files import temporary_for
+from FCN_network import GENERATORS, build_generator
 
 FORMAT = 'pix2pix-checkpoint'
 VERSION = 1
 
 
-class CheckpointError(Exception):
+class CheckpointError(UserError):
     """A file that is not a usable checkpoint of this repo."""
 
 
-def temporary_for(path):
-    """A temporary name beside path; also removes those a killed process left."""
-    for stale in path.parent.glob(f'.{path.name}.*.tmp'):
-        stale.unlink(missing_ok=True)
-    return path.with_name(f'.{path.name}.{os.getpid()}.tmp')
-
-
-def atomic_write(path, data):
-    """Write bytes or text to path via a temporary file and a rename."""
-    path = Path(path)
-    temporary = temporary_for(path)
-    try:
-        with open(temporary, 'wb') as file:
-            file.write(data.encode() if isinstance(data, str) else data)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
-
-
 def save(state, path):
-    """torch.save, atomically. PIX2PIX_FAULT=kill_in_save@EPOCH is a test hook
-    that SIGKILLs the process with the temporary file half written."""
+    """torch.save, atomically."""
     path = Path(path)
     temporary = temporary_for(path)
     try:
         torch.save(state, temporary)
-        if os.environ.get('PIX2PIX_FAULT') == f'kill_in_save@{state.get("epoch")}':
-            os.truncate(temporary, os.path.getsize(temporary) // 2)
-            os.kill(os.getpid(), signal.SIGKILL)
+        hooks.kill_half_written(f'kill_in_save@{state.get("epoch")}', temporary)
         with open(temporary, 'rb') as file:
             os.fsync(file.fileno())
         os.replace(temporary, path)
@@ -85,10 +63,9 @@ def load(path):
 
 
 def describe(config):
-    text = config['model']
-    if config['model'] == 'fcn':
-        text += ' with skips' if config['skips'] else ' without skips'
-    return f"{text}, width {config['width']}"
+    """'fcn (width 16, skips True)': the network and the settings it is built from."""
+    settings = ', '.join(f'{name} {config[name]}' for name in GENERATORS[config['model']].settings)
+    return f"{config['model']} ({settings})"
 
 
 def load_weights(module, weights, path, config):

@@ -18,7 +18,6 @@ fcn_score_real scores the same network on the real photos, as the bound.
 """
 import argparse
 import json
-import sys
 from pathlib import Path
 
 import torch
@@ -27,12 +26,10 @@ from tqdm import tqdm
 import checkpoint
 import metrics
 import visualize
-from facades_dataset import DatasetError, FacadesDataset, split_source, to_float
-from FCN_network import DeviceError, SizeError, check_sides, mirrored_mean, pick_device
-
-
-class UserError(Exception):
-    """A flag combination this script cannot score; printed as one line."""
+from errors import UserError, cli
+from facades_dataset import FacadesDataset, split_source, to_float, to_uint8
+from files import atomic_write
+from FCN_network import check_sides, mirrored_mean, pick_device
 
 
 def parse_args():
@@ -95,7 +92,7 @@ def main(args):
         for start in tqdm(range(0, len(data), args.batch_size), desc='evaluating', unit='batch'):
             indices = range(start, min(start + args.batch_size, len(data)))
             input_image, target_image = to_float(data.pair_batch(indices).to(device))
-            targets, label_maps = metrics.to_uint8(target_image), metrics.to_uint8(input_image)
+            targets, label_maps = to_uint8(target_image), to_uint8(input_image)
             scored = {}
             single = generator(input_image)
             visualize.save_panels(out, [Path(data.file_of(i)).stem for i in indices], input_image, target_image,
@@ -104,7 +101,7 @@ def main(args):
             if args.mirror:  # the single pass reused: only the mirrored input runs again
                 generated['mirror_'] = mirrored_mean(generator, input_image, single)
             for prefix, output in generated.items():
-                outputs = metrics.to_uint8(output)
+                outputs = to_uint8(output)
                 sums[f'{prefix}l1'] += metrics.l1(output, target_image) * len(indices)  # images are one size
                 for output_pixels, target_pixels in zip(outputs, targets):
                     sums[f'{prefix}psnr'] += metrics.psnr(output_pixels, target_pixels)
@@ -112,9 +109,9 @@ def main(args):
                 if score_labels:
                     scored[f'{prefix}labels'] = (outputs, targets)
                 if segmenter is not None:
-                    scored[f'{prefix}fcn_score'] = (metrics.to_uint8(segmenter(output)), label_maps)
+                    scored[f'{prefix}fcn_score'] = (to_uint8(segmenter(output)), label_maps)
             if segmenter is not None:
-                scored['fcn_score_real'] = (metrics.to_uint8(segmenter(target_image)), label_maps)
+                scored['fcn_score_real'] = (to_uint8(segmenter(target_image)), label_maps)
             for key, (predicted, truth) in scored.items():
                 confusions[key] = confusions.get(key, 0) + metrics.label_confusion(predicted, truth, palette)
 
@@ -127,7 +124,7 @@ def main(args):
             results.update({prefix + key: value for key, value in
                             metrics.label_scores(confusions.pop(f'{prefix}labels')).items()})
     results.update({key: metrics.label_scores(confusion) for key, confusion in confusions.items()})
-    checkpoint.atomic_write(out / 'metrics.json', json.dumps(results, indent=2) + '\n')
+    atomic_write(out / 'metrics.json', json.dumps(results, indent=2) + '\n')
 
     print(f'{len(data)} images of {source} ({config["direction"]}), panels and metrics.json in {out}')
     for key, value in results.items():
@@ -138,8 +135,4 @@ def main(args):
 
 
 if __name__ == '__main__':
-    try:
-        main(parse_args())
-    except (UserError, SizeError, DeviceError, DatasetError, checkpoint.CheckpointError, OSError) as error:
-        print(f'error: {error}', file=sys.stderr)
-        sys.exit(2)
+    cli(main, parse_args())

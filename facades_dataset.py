@@ -12,7 +12,8 @@ pixels each way) and a mirror per image, cut from both halves at once
 (`cut_pairs`); no resampling happens per epoch. A batch leaves
 here as a uint8 pair (2, B, 3, S, S): input then target, each in the memory
 format the network reads (channels-last unless asked otherwise). `to_float`
-turns it into (input, target) in [-1, 1]. Channels are RGB everywhere;
+turns it into (input, target) in [-1, 1], and `to_uint8` turns a network's
+output back into pictures. Channels are RGB everywhere;
 OpenCV's BGR is converted at decode time.
 """
 import hashlib
@@ -29,15 +30,17 @@ import torch
 from torch.utils.data import Dataset
 from tqdm import tqdm
 
+from errors import UserError
+
 IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.webp', '.tif', '.tiff')
 DIRECTIONS = ('AtoB', 'BtoA')
 # Training pairs are shifted by up to this many pixels each way, at the scale the network
-# is validated and used at. pix2pix's jitter (upscale to 286, crop 256) trains at 1.12x that
-# scale; on facades the shifts gave val L1 0.3078 against its 0.3123 (docs/results.md).
+# is validated and used at, instead of pix2pix's jitter (upscale to 286, crop 256), which
+# trains at 1.12x that scale and scored worse on facades (docs/results.md).
 JITTER_PAD = 16
 
 
-class DatasetError(Exception):
+class DatasetError(UserError):
     """Bad input data; the message names the file and says what is wrong."""
 
 
@@ -315,11 +318,6 @@ class FacadesDataset(Dataset):
         """uint8 pair (2, B, 3, H, W) of the given images; see `cut_pairs`."""
         return self.cut_pairs(self.gather(indices), generator)
 
-    def __getitem__(self, i):
-        pair = self.pair_batch([i], torch.default_generator if self.augment else None)
-        input_image, target_image = to_float(pair)
-        return input_image[0], target_image[0]
-
     def file_of(self, i):
         return self.paths[self.index[i]]
 
@@ -330,3 +328,10 @@ def to_float(pair, memory_format=torch.preserve_format):
     # one converting copy, then in place: no second fresh tensor to allocate and fault in,
     # about half the time of `pair / 127.5 - 1` on a 2-core CPU
     return tuple(plane.to(torch.float32, memory_format=memory_format).mul_(1 / 127.5).sub_(1) for plane in pair)
+
+
+def to_uint8(images):
+    """(N, 3, H, W) in [-1, 1] -> RGB uint8 numpy (N, H, W, 3), rounded: the
+    pictures that are saved and shown, and that the metrics score."""
+    images = ((images.detach().float().cpu().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+    return images.permute(0, 2, 3, 1).numpy()

@@ -3,7 +3,7 @@ segmentation scores of the Pix2Pix paper (per-pixel accuracy, per-class
 accuracy, mean class IoU).
 
 L1 reads the model's float tensors in [-1, 1]. The others read what a viewer
-sees, RGB uint8 images (N, H, W, 3) from `to_uint8`. A colour label map is read
+sees, RGB uint8 images (N, H, W, 3) from `facades_dataset.to_uint8`. A colour label map is read
 back as classes by giving every pixel the class of its nearest palette colour:
 that is the paper's protocol, and it absorbs the JPEG noise of the datasets.
 """
@@ -75,13 +75,6 @@ def palette_name(dataset):
 def l1(output, target):
     """Mean absolute error over every pixel and channel, on the [-1, 1] scale."""
     return (output.float() - target.float()).abs().mean().item()
-
-
-def to_uint8(images):
-    """(N, 3, H, W) in [-1, 1] -> RGB uint8 numpy (N, H, W, 3), rounded like the
-    saved panels, so the scores are of the pictures one looks at."""
-    images = ((images.detach().float().cpu().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
-    return images.permute(0, 2, 3, 1).numpy()
 
 
 def psnr(output, target):

@@ -19,8 +19,10 @@ from tqdm import tqdm
 
 import checkpoint
 import visualize
-from FCN_network import SIDE_MULTIPLE, DeviceError, generate, pick_device
-from facades_dataset import DatasetError, list_images, read_rgb
+from errors import UserError, cli
+from FCN_network import GENERATORS, generate, pick_device
+from facades_dataset import DatasetError, list_images, read_rgb, to_uint8
+from files import atomic_write
 
 
 def network_size(height, width, config):
@@ -29,7 +31,7 @@ def network_size(height, width, config):
     multiple that the network's downsampling needs."""
     if config['image_size']:
         return config['image_size'], config['image_size']
-    multiple = SIDE_MULTIPLE[config['model']]
+    multiple = GENERATORS[config['model']].side_multiple
     return tuple(max(multiple, round(side / multiple) * multiple) for side in (height, width))
 
 
@@ -48,7 +50,7 @@ def predict(generator, image, config, device, mirror=False):
     # bigger than anything it saw and add mirrored borders it never saw
     small = resize(image, *network_size(height, width, config))
     batch = torch.from_numpy(small).permute(2, 0, 1)[None].to(device).float().div(127.5).sub(1)
-    output = visualize.to_image(generate(generator, batch, mirror)[0])
+    output = to_uint8(generate(generator, batch, mirror))[0]
     return resize(output, height, width)
 
 
@@ -56,11 +58,6 @@ def output_names(paths):
     """NAME.png per input; inputs that share a stem (a.jpg, a.png) keep their suffix (a.jpg.png)."""
     stems = Counter(path.stem for path in paths)
     return [f'{path.stem if stems[path.stem] == 1 else path.name}.png' for path in paths]
-
-
-def fail(message, status=2):
-    print(f'error: {message}', file=sys.stderr)
-    sys.exit(status)
 
 
 def main():
@@ -76,16 +73,14 @@ def main():
     args = parser.parse_args()
 
     if not args.input.exists():
-        fail(f'{args.input}: no such file or folder')
+        raise UserError(f'{args.input}: no such file or folder')
+    device = pick_device(args.device)
+    generator, state = checkpoint.load_generator(args.checkpoint, device)
+    paths = list_images(args.input) if args.input.is_dir() else [args.input]
     try:
-        device = pick_device(args.device)
-        generator, state = checkpoint.load_generator(args.checkpoint, device)
-        paths = list_images(args.input) if args.input.is_dir() else [args.input]
         args.out.mkdir(parents=True, exist_ok=True)
-    except (checkpoint.CheckpointError, DatasetError, DeviceError) as error:
-        fail(error)
     except OSError as error:
-        fail(f'cannot write to {args.out}: {error.strerror or error}')
+        raise UserError(f'cannot write to {args.out}: {error.strerror or error}') from None
 
     written = 0
     for path, name in zip(tqdm(paths, desc='predicting', unit='image'), output_names(paths)):
@@ -95,13 +90,13 @@ def main():
             tqdm.write(f'skipped {error}', file=sys.stderr)
             continue
         output = predict(generator, image, state['config'], device, args.mirror)
-        checkpoint.atomic_write(args.out / name,
+        atomic_write(args.out / name,
                                 visualize.encode_png(np.concatenate([image, output], 1) if args.panels else output))
         written += 1
     if not written:
-        fail(f'none of the {len(paths)} input file(s) could be read', status=1)
+        raise UserError(f'none of the {len(paths)} input file(s) could be read')
     print(f'wrote {written} of {len(paths)} image(s) to {args.out}')
 
 
 if __name__ == '__main__':
-    main()
+    cli(main)

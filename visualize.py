@@ -10,16 +10,9 @@ from urllib.parse import quote
 
 import cv2
 import numpy as np
-import torch
 
-from checkpoint import atomic_write
-from facades_dataset import numeric_key
-
-
-def to_image(tensor):
-    """(3, H, W) in [-1, 1] -> RGB uint8 (H, W, 3)."""
-    array = ((tensor.detach().float().cpu().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
-    return array.permute(1, 2, 0).numpy()
+from facades_dataset import numeric_key, to_uint8
+from files import atomic_write
 
 
 def encode_png(rgb):
@@ -31,7 +24,7 @@ def encode_png(rgb):
 
 def make_panels(*columns):
     """Batches of shape (B, 3, H, W) -> B RGB uint8 images, the columns side by side."""
-    return [np.concatenate([to_image(column[i]) for column in columns], axis=1) for i in range(len(columns[0]))]
+    return list(np.concatenate([to_uint8(column) for column in columns], axis=2))
 
 
 def write_pngs(folder, names, images):

@@ -28,12 +28,16 @@ import torch
 from torch.utils.data import DataLoader
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / 'tests'))
-from conftest import make_pair  # noqa: E402  the tests' synthetic pairs, at 256x256 halves
 sys.path.insert(0, str(REPO))
 from facades_dataset import FacadesDataset, to_float  # noqa: E402
 
 SIDE = 256
+def make_pair(rng):
+    """A SIDE x 2 SIDE image of flat random blocks (JPEG sizes like a facades pair's)."""
+    blocks = rng.integers(0, 256, (8, 16, 3), dtype=np.uint8)
+    return cv2.resize(blocks, (2 * SIDE, SIDE), interpolation=cv2.INTER_NEAREST)
+
+
 def write_pairs(folder, count):
     """folder/1.jpg ... count.jpg; files already there are kept, so a bigger
     --count only adds the missing ones."""
@@ -42,7 +46,7 @@ def write_pairs(folder, count):
     def write(i):
         path = folder / f'{i}.jpg'
         if not path.exists():
-            image = make_pair(np.random.default_rng(i), SIDE)  # seeded per file: any order, same files
+            image = make_pair(np.random.default_rng(i))  # seeded per file: any order, same files
             cv2.imwrite(str(path), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
         return path
     with ThreadPoolExecutor(os.cpu_count() or 1) as pool:  # cv2 encodes without the GIL
@@ -120,7 +124,7 @@ def main():
                         help='synthetic pairs, the largest subset (default: %(default)s)')
     parser.add_argument('--folder', type=Path, default=Path('/tmp/pix2pix_scaling'),
                         help='where the pairs, the caches and the JSON go (default: %(default)s)')
-    parser.add_argument('--batch_size', type=int, default=16, help="train.py's default batch (default: 16)")
+    parser.add_argument('--batch_size', type=int, default=16, help='batch of the data-path epoch (default: 16, as in docs/speed.md)')
     parser.add_argument('--out', type=Path, help='the JSON results (default: FOLDER/scaling.json)')
     parser.add_argument('--measure', type=Path, help=argparse.SUPPRESS)  # internal: one subset's list file
     args = parser.parse_args()

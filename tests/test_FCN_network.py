@@ -2,8 +2,8 @@ import pytest
 import torch
 
 import FCN_network
-from FCN_network import (DeviceError, FullyConvNetwork, PatchDiscriminator, SizeError, UNet256, build_generator,
-                         check_sides, generate, pick_device)
+from FCN_network import (GENERATORS, DeviceError, FullyConvNetwork, Generator, PatchDiscriminator, SizeError, UNet256,
+                         build_generator, check_sides, generate, pick_device)
 
 
 @pytest.mark.parametrize('skips', [False, True])
@@ -99,3 +99,38 @@ def test_a_failing_mps_falls_back_to_the_cpu_in_one_line(monkeypatch, capsys):
     assert pick_device('auto', allow_mps=False).type != 'mps'
     with pytest.raises(DeviceError, match='MPS is not available'):
         pick_device('mps')
+
+
+def test_discriminator_depth_sets_the_patch_each_score_sees():
+    """A score's receptive field, found by perturbing one input pixel: the paper's
+    3 layers see 70x70, 2 see 34x34, 1 sees 16x16."""
+    for layers, side in ((1, 16), (2, 34), (3, 70)):
+        network = PatchDiscriminator(width=4, layers=layers).eval()
+        image = torch.zeros(1, 3, 160, 160, requires_grad=True)
+        network(image, torch.zeros(1, 3, 160, 160))[0, 0, 3, 3].backward()
+        rows, columns = image.grad.abs().sum((0, 1)).nonzero(as_tuple=True)
+        assert (rows.max() - rows.min() + 1, columns.max() - columns.min() + 1) == (side, side)
+
+
+def test_discriminator_width_and_depth_set_its_channels():
+    network = PatchDiscriminator(width=8, layers=2)
+    convolutions = [layer for layer in network.modules() if isinstance(layer, torch.nn.Conv2d)]
+    assert [(c.in_channels, c.out_channels) for c in convolutions] == [(6, 8), (8, 16), (16, 32), (32, 1)]
+
+
+def test_a_new_generator_is_one_registry_entry(monkeypatch):
+    """Everything that depends on the network reads GENERATORS: building, the side
+    check, patch training and the checkpoint's description."""
+    import checkpoint
+    import training
+    monkeypatch.setitem(GENERATORS, 'tiny', Generator(lambda config: torch.nn.Conv2d(3, 3, config['width']),
+                                                      ('width',), 8, True))
+    config = {'model': 'tiny', 'width': 1, 'augment': True, 'patch_size': 24, 'patch_epochs': 0.5, 'num_epochs': 2}
+    assert isinstance(build_generator(config), torch.nn.Conv2d)
+    check_sides((16, 24), 'tiny', 'x', 'advice')
+    with pytest.raises(SizeError, match='tiny needs sides that are multiples of 8'):
+        check_sides((16, 20), 'tiny', 'x', 'advice')
+    assert training.patch_side(config, 1) == 24
+    monkeypatch.setitem(GENERATORS, 'tiny', GENERATORS['tiny']._replace(patches=False))
+    assert training.patch_side(config, 1) is None
+    assert checkpoint.describe(config) == 'tiny (width 1)'

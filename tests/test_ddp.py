@@ -9,6 +9,7 @@ from torch.utils.data import DistributedSampler
 
 import checkpoint
 import train
+import training
 from conftest import REPO, run_script, tiny_run_args, write_tiny_dataset
 from facades_dataset import FacadesDataset, to_float
 
@@ -79,7 +80,7 @@ def reference_weights(data, settings, world_size=2):
     network with its own BatchNorm statistics (as on CPU), and one optimizer step
     applies the mean of the ranks' gradients."""
     cfg = dict(train.config, **tiny_settings(data, settings))
-    run = train.build_run(cfg, torch.device('cpu'), world_size=1)
+    run = training.build_run(cfg, torch.device('cpu'), world_size=1)
     images = FacadesDataset(data / 'train', image_size=cfg['image_size'], cache_dir='', progress=False)
     order_of = DistributedSampler(range(len(images)), num_replicas=1, rank=0, shuffle=True, seed=cfg['seed'])
     batch = cfg['batch_size']
@@ -93,7 +94,7 @@ def reference_weights(data, settings, world_size=2):
             gradients = []
             for shard in shards:
                 input_image, target_image = to_float(images.pair_batch(shard[start:start + batch]),
-                                                     train.memory_format(cfg))
+                                                     training.memory_format(cfg))
                 loss = (run.model(input_image) - target_image).abs().mean()
                 gradients.append(torch.autograd.grad(loss, weights))
             for weight, *per_rank in zip(weights, *gradients):

@@ -195,8 +195,8 @@ def test_fcn_score_of_a_label_to_photo_run(runs, tmp_path):
 
 
 def failed_in_one_line(result):
-    """Exit status 2 and a last stderr line 'error: ...' (progress bars may precede it), no traceback."""
-    return result.returncode == 2 and result.stderr.strip().splitlines()[-1].startswith('error:') \
+    """Exit status 1 and a last stderr line 'error: ...' (progress bars may precede it), no traceback."""
+    return result.returncode == 1 and result.stderr.strip().splitlines()[-1].startswith('error:') \
         and 'Traceback' not in result.stderr
 
 

@@ -19,13 +19,18 @@ def dataset(source, tmp_path, **kwargs):
     return FacadesDataset(source, progress=False, **kwargs)
 
 
+def item(data, i, generator=None):
+    """(input, target) of pair i in [-1, 1]; randomly shifted and mirrored with a generator."""
+    return tuple(plane[0] for plane in to_float(data.pair_batch([i], generator)))
+
+
 def test_split_and_directions(tmp_path):
     pair = make_pair(np.random.default_rng(0), 32)
     cv2.imwrite(str(tmp_path / '1.png'), cv2.cvtColor(pair, cv2.COLOR_RGB2BGR))  # lossless
     left = torch.from_numpy(pair[:, :32]).permute(2, 0, 1).float() / 127.5 - 1
     right = torch.from_numpy(pair[:, 32:]).permute(2, 0, 1).float() / 127.5 - 1
-    a_to_b = dataset(tmp_path, tmp_path)[0]
-    b_to_a = dataset(tmp_path, tmp_path, direction='BtoA')[0]
+    a_to_b = item(dataset(tmp_path, tmp_path), 0)
+    b_to_a = item(dataset(tmp_path, tmp_path, direction='BtoA'), 0)
     assert torch.allclose(a_to_b[0], left) and torch.allclose(a_to_b[1], right)
     assert torch.allclose(b_to_a[0], right) and torch.allclose(b_to_a[1], left)
     for tensor in a_to_b:
@@ -38,14 +43,14 @@ def test_colours_stay_rgb(tmp_path):
     image = np.zeros((16, 32, 3), np.uint8)
     image[:, :16] = (0, 0, 255)  # BGR red, as OpenCV writes it
     cv2.imwrite(str(tmp_path / '1.png'), image)
-    input_image, _ = dataset(tmp_path, tmp_path, image_size=16)[0]
+    input_image, _ = item(dataset(tmp_path, tmp_path, image_size=16), 0)
     assert input_image[0].min() == 1 and input_image[2].max() == -1
 
 
 def test_resizes_halves_and_keeps_native_size(tmp_path):
     write_pairs(tmp_path / 'split', 2, size=48)
-    assert dataset(tmp_path / 'split', tmp_path)[0][0].shape == (3, 32, 32)
-    assert dataset(tmp_path / 'split', tmp_path, image_size=0)[0][0].shape == (3, 48, 48)
+    assert item(dataset(tmp_path / 'split', tmp_path), 0)[0].shape == (3, 32, 32)
+    assert item(dataset(tmp_path / 'split', tmp_path, image_size=0), 0)[0].shape == (3, 48, 48)
 
 
 def test_list_file_and_numeric_order(tmp_path):
@@ -126,20 +131,19 @@ def test_augmented_cache_is_separate_and_native_size_keeps_its_shape(tmp_path):
     assert plain.cache_path != bordered.cache_path and plain.cache_path.exists()
     native = dataset(split, tmp_path, image_size=0, augment=True)
     assert native.pixels.shape[1] == 48 + 2 * JITTER_PAD and native.image_shape == (48, 48)
-    assert native[0][0].shape == (3, 48, 48)
+    assert item(native, 0)[0].shape == (3, 48, 48)
 
 
-def test_items_augment_only_when_asked(tmp_path):
+def test_batches_augment_only_when_asked(tmp_path):
     pair = make_pair(np.random.default_rng(0), 32)
     (tmp_path / 'split').mkdir()
     cv2.imwrite(str(tmp_path / 'split' / '1.png'), cv2.cvtColor(pair, cv2.COLOR_RGB2BGR))  # lossless
     left = torch.from_numpy(pair[:, :32]).permute(2, 0, 1).float() / 127.5 - 1
-    plain = dataset(tmp_path / 'split', tmp_path)
-    torch.manual_seed(0)
-    for _ in range(8):  # every time the file's left half, uncropped and unmirrored
-        assert torch.allclose(plain[0][0], left, atol=1e-6)
-    augmented = dataset(tmp_path / 'split', tmp_path, augment=True)
-    draws = [augmented[0][0] for _ in range(4)]
+    plain, augmented = dataset(tmp_path / 'split', tmp_path), dataset(tmp_path / 'split', tmp_path, augment=True)
+    for data in (plain, augmented):  # without a generator: the file's left half, uncropped and unmirrored
+        assert torch.allclose(item(data, 0)[0], left, atol=1e-6)
+    rng = torch.Generator().manual_seed(0)
+    draws = [item(augmented, 0, rng)[0] for _ in range(4)]
     assert any(not torch.equal(draws[0], d) for d in draws[1:])
 
 
@@ -249,7 +253,7 @@ def test_bad_image_outcome(tmp_path, case):
     make, error = BAD_INPUTS.get(case, (lambda: cmyk_jpeg(np.full((16, 32, 3), (255, 0, 0), np.uint8)), None))
     (tmp_path / '1.jpg').write_bytes(make())
     if error is None:
-        input_image, target_image = dataset(tmp_path, tmp_path, image_size=16)[0]
+        input_image, target_image = item(dataset(tmp_path, tmp_path, image_size=16), 0)
         assert input_image.shape == target_image.shape == (3, 16, 16)
     else:
         with pytest.raises(DatasetError, match=error) as info:
@@ -339,7 +343,7 @@ def test_mixed_native_sizes_are_refused(tmp_path):
 def test_real_facades_halves(tmp_path):
     data = dataset(REAL_DATA / 'facades' / 'val', tmp_path, image_size=256)
     assert len(data) == 100
-    photo, labels = data[0]
+    photo, labels = (plane[0] for plane in to_float(data.pair_batch([0])))
     assert photo.shape == labels.shape == (3, 256, 256)
     # the label map is made of few flat colours, the photo of many
     assert len(torch.unique(labels.view(3, -1), dim=1).T) < len(torch.unique(photo.view(3, -1), dim=1).T)

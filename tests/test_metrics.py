@@ -6,6 +6,7 @@ import pytest
 import torch
 
 import metrics
+from facades_dataset import to_uint8
 from conftest import REAL_DATA
 from metrics import CITYSCAPES, FACADES, IGNORE
 
@@ -27,7 +28,7 @@ def test_identical_images_score_perfectly():
     rng = np.random.default_rng(0)
     images = torch.rand(2, 3, 32, 32) * 2 - 1
     assert metrics.l1(images, images) == 0
-    pixels = metrics.to_uint8(images)
+    pixels = to_uint8(images)
     assert metrics.psnr(pixels[0], pixels[0]) == metrics.PSNR_CAP  # infinite, capped so means stay finite
     assert metrics.ssim(pixels[0], pixels[0]) == pytest.approx(1.0)
     classes = rng.integers(0, len(FACADES.classes), (16, 16))
@@ -36,7 +37,7 @@ def test_identical_images_score_perfectly():
 
 def test_l1_psnr_and_to_uint8_known_values():
     assert metrics.l1(torch.zeros(1, 3, 4, 4), torch.full((1, 3, 4, 4), 0.5)) == pytest.approx(0.5)
-    assert metrics.to_uint8(torch.tensor([-2.0, -1.0, 0.0, 1.0, 3.0]).view(1, 1, 1, 5).expand(1, 3, 1, 5))[0, 0, :, 0]\
+    assert to_uint8(torch.tensor([-2.0, -1.0, 0.0, 1.0, 3.0]).view(1, 1, 1, 5).expand(1, 3, 1, 5))[0, 0, :, 0]\
         .tolist() == [0, 0, 128, 255, 255]
     target = np.full((16, 16, 3), 100, np.uint8)
     # every pixel off by 10 levels: MSE 100, PSNR = 10 log10(255^2 / 100)

@@ -134,7 +134,7 @@ def test_nothing_readable_is_an_error(checkpoint_path, tmp_path):
 def test_a_bad_checkpoint_is_one_line(photos, tmp_path, bad):
     (tmp_path / 'empty.pth').write_bytes(b'')
     result = run_script('predict.py', tmp_path / bad, photos, cwd=tmp_path, check=False)
-    assert result.returncode == 2
+    assert result.returncode == 1
     assert result.stderr.startswith('error: ') and len(result.stderr.strip().splitlines()) == 1
     assert bad in result.stderr
 
@@ -159,5 +159,5 @@ def test_mirror_and_device_flags(checkpoint_path, tmp_path):
     if not torch.cuda.is_available():
         result = run_script('predict.py', checkpoint_path, tmp_path / 'in.png', '--device', 'cuda', cwd=tmp_path,
                             check=False)
-        assert result.returncode == 2 and result.stderr.strip() == 'error: --device=cuda: CUDA is not available ' \
+        assert result.returncode == 1 and result.stderr.strip() == 'error: --device=cuda: CUDA is not available ' \
             'on this machine'

@@ -1,3 +1,4 @@
+import ast
 import os
 import pickle
 import shlex
@@ -273,7 +274,7 @@ def test_checkpoint_loader_names_what_it_found(pairs_dir, tmp_path):
     state = checkpoint.load(tmp_path / 'checkpoints' / 'latest.pth')
     state['config'] = dict(state['config'], skips=False)
     checkpoint.save(state, tmp_path / 'mismatch.pth')
-    with pytest.raises(checkpoint.CheckpointError, match='do not fit the network fcn without skips, width 4'):
+    with pytest.raises(checkpoint.CheckpointError, match=r'do not fit the network fcn \(width 4, skips False\)'):
         checkpoint.load_generator(tmp_path / 'mismatch.pth')
 
 
@@ -343,14 +344,51 @@ def test_resume_of_a_checkpoint_from_before_the_weight_average(pairs_dir, tmp_pa
 
 def test_patches_train_the_first_part_of_the_run_only():
     import train
+    import training
     cfg = dict(train.config, num_epochs=4, patch_size=16, patch_epochs=0.5)
-    assert [train.patch_side(cfg, epoch) for epoch in range(1, 5)] == [16, 16, None, None]
-    assert train.patch_side(dict(cfg, patch_epochs=0.0), 1) is None
+    assert [training.patch_side(cfg, epoch) for epoch in range(1, 5)] == [16, 16, None, None]
+    assert training.patch_side(dict(cfg, patch_epochs=0.0), 1) is None
     for whole in (dict(patch_size=0), dict(augment=False), dict(model='unet256')):
-        assert train.patch_side(dict(cfg, **whole), 1) is None
+        assert training.patch_side(dict(cfg, **whole), 1) is None
 
 
 def test_a_patch_size_the_network_cannot_take_is_one_line(pairs_dir, tmp_path):
     result = train(pairs_dir, tmp_path, patch_size=24, check=False)
     assert result.returncode == 1 and result.stderr.strip().splitlines()[-1] == \
         'error: --patch_size=24: fcn needs a multiple of 16 (or 0 for whole images)'
+
+
+def test_help_prints_the_settings_block_and_exits_0():
+    import train
+    result = run_script('train.py', '--help', cwd=REPO)
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith('usage: python train.py') and result.stderr == ''
+    groups = [line for line in lines if line.startswith('# ')]
+    assert groups == ['# data', '# model', '# optimisation', '# output', '# system']
+    for name, default in train.config.items():  # each setting once, with its default as written
+        line, = [line for line in lines if line.startswith(f'{name} = ')]
+        assert ast.literal_eval(line.split('=', 1)[1].split('  #')[0].strip()) == default, line
+    assert "gan_start = 0.0              # fraction of the epochs trained on L1 alone" in result.stdout
+
+
+def test_discriminator_settings_reach_it_and_it_joins_at_gan_start():
+    """d_width, d_layers and lr_d build the discriminator and its optimizer; before
+    gan_start's share of the epochs a step trains G on L1 alone and leaves D as it is."""
+    import train
+    import training
+    cfg = dict(train.config, width=4, gan=True, d_width=8, d_layers=2, lr_d=1e-4, gan_start=0.5, num_epochs=4, ema=0.0,
+               amp='off')
+    run = training.build_run(cfg, torch.device('cpu'), 1)
+    convolutions = [m for m in run.discriminator.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert [c.out_channels for c in convolutions] == [8, 16, 32, 1]
+    assert run.optimizer_d.param_groups[0]['lr'] == 1e-4 and run.optimizer.param_groups[0]['lr'] == cfg['lr']
+    images = torch.rand(2, 2, 3, 32, 32) * 2 - 1
+    before = {k: v.clone() for k, v in run.discriminator.state_dict().items()}
+    output = run.model(images[0])  # training mode, as the step runs it
+    loss, losses = training.train_step(run, *images, epoch=2)
+    assert set(losses) == {'train_l1'} and torch.equal(loss, (output - images[1]).abs().mean())
+    assert same_weights(before, run.discriminator.state_dict())
+    loss, losses = training.train_step(run, *images, epoch=3)
+    assert set(losses) == {'train_l1', 'd_loss', 'g_gan'}
+    assert not same_weights(before, run.discriminator.state_dict())
+    assert torch.allclose(loss, losses['g_gan'] + cfg['lambda_l1'] * losses['train_l1'])

@@ -1,0 +1,33 @@
+"""What a user can fix, and how every script says so: one line, no traceback.
+
+Every error a user can act on (a bad setting, a missing file, an image of the
+wrong size, a foreign checkpoint) is a `UserError`, raised where it is found.
+Each script's entry point runs under `cli`, which prints `error: MESSAGE` to
+stderr and exits with status 1. (argparse's own usage errors exit with 2.)
+"""
+import sys
+
+EXIT_STATUS = 1
+
+
+class UserError(Exception):
+    """Something the user can fix; the message says what and where."""
+
+
+def cli(main, *args):
+    """main(*args), with a UserError or OSError (unwritable folder, full disk)
+    turned into one line on stderr and EXIT_STATUS, and Ctrl-C into 130."""
+    try:
+        return main(*args)
+    except UserError as error:
+        sys.exit(fail(error))
+    except OSError as error:
+        sys.exit(fail(f'{error.filename}: {error.strerror}' if error.filename and error.strerror else error))
+    except KeyboardInterrupt:
+        print('\ninterrupted', file=sys.stderr)
+        sys.exit(130)
+
+
+def fail(message):
+    print(f'error: {message}', file=sys.stderr)
+    return EXIT_STATUS
