@@ -107,6 +107,16 @@ def read_rgb(path):
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
 
+def resize_rgb(image, width, height):
+    """An (H, W, 3) image resized to width x height: INTER_AREA when either side
+    shrinks (it averages the pixels it drops instead of aliasing), INTER_LINEAR
+    otherwise. Training data and single images (translate.py) go through this one rule."""
+    if image.shape[:2] == (height, width):
+        return image
+    shrinking = width < image.shape[1] or height < image.shape[0]
+    return cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR)
+
+
 def decode_pair(path, image_size, pad=0):
     """One file -> RGB uint8 (H + 2 pad, 2 (W + 2 pad), 3): both halves resized to
     image_size squared (the native size when image_size is 0), then each given a
@@ -119,9 +129,7 @@ def decode_pair(path, image_size, pad=0):
     size = (image_size, image_size) if image_size else (half, height)  # OpenCV's order: width, height
     halves = [image[:, :half], image[:, half:]]
     if size != (half, height):
-        shrinking = size[0] < half or size[1] < height
-        halves = [cv2.resize(side, size, interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR)
-                  for side in halves]
+        halves = [resize_rgb(side, *size) for side in halves]
     if pad:
         halves = [cv2.copyMakeBorder(side, pad, pad, pad, pad, cv2.BORDER_REFLECT_101) for side in halves]
     return np.concatenate(halves, axis=1) if pad or size != (half, height) else image

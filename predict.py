@@ -12,46 +12,16 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-import cv2
 import numpy as np
-import torch
 from tqdm import tqdm
 
 import checkpoint
 import visualize
 from errors import UserError, cli
-from FCN_network import GENERATORS, generate, pick_device
-from facades_dataset import DatasetError, list_images, read_rgb, to_uint8
+from FCN_network import pick_device
+from facades_dataset import DatasetError, list_images, read_rgb
 from files import atomic_write
-
-
-def network_size(height, width, config):
-    """(height, width) the network takes: the training image_size, or with
-    image_size 0 (trained at native size) each side rounded to the nearest
-    multiple that the network's downsampling needs."""
-    if config['image_size']:
-        return config['image_size'], config['image_size']
-    multiple = GENERATORS[config['model']].side_multiple
-    return tuple(max(multiple, round(side / multiple) * multiple) for side in (height, width))
-
-
-def resize(image, height, width):
-    shrinking = height * width < image.shape[0] * image.shape[1]
-    return cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR)
-
-
-@torch.no_grad()
-def predict(generator, image, config, device, mirror=False):
-    """RGB uint8 (H, W, 3) -> the generator's RGB uint8 output, also (H, W, 3);
-    mirror: averaged with the mirrored output of the mirrored input."""
-    height, width = image.shape[:2]
-    # resize, not reflect-pad: training resized every image to image_size (decode_pair), so
-    # resizing shows the network the scale it learned; padding would keep a large photo far
-    # bigger than anything it saw and add mirrored borders it never saw
-    small = resize(image, *network_size(height, width, config))
-    batch = torch.from_numpy(small).permute(2, 0, 1)[None].to(device).float().div(127.5).sub(1)
-    output = to_uint8(generate(generator, batch, mirror))[0]
-    return resize(output, height, width)
+from translate import predict
 
 
 def output_names(paths):
