@@ -99,3 +99,12 @@ def load_generator(path, device='cpu'):
     generator = build_generator(state['config'])
     load_weights(generator, generator_weights(state), path, state['config'])
     return generator.to(device).eval(), state
+
+
+def generator_only(state):
+    """A checkpoint reduced to what using the network needs: its settings, history
+    and the generator weights `generator_weights` picks (the average where there
+    is one). evaluate.py, predict.py and demo.py load it like any checkpoint;
+    training cannot resume from it."""
+    return {'format': FORMAT, 'version': VERSION, 'epoch': state['epoch'], 'config': state['config'],
+            'history': state['history'], 'model': generator_weights(state)}

@@ -307,6 +307,10 @@ def load_split(cfg, split, rank, world_size):
     if split == 'train' and first_side and first_side % multiple:
         raise UserError(f"--patch_size={cfg['patch_size']}: {cfg['model']} needs a multiple of {multiple} "
                         '(or 0 for whole images)')
+    smallest, needed = min(first_side or math.inf, *data.image_shape), 2 ** (cfg['d_layers'] + 2)
+    if split == 'train' and cfg['gan'] and smallest < needed:  # else a shape error deep inside the discriminator
+        raise UserError(f"the discriminator (d_layers={cfg['d_layers']}) needs images and patches of at least "
+                        f'{needed} px; these are {smallest} (raise patch_size or image_size, or lower d_layers)')
     return data
 
 

@@ -241,3 +241,20 @@ def test_a_device_this_machine_lacks_is_one_line(runs, tmp_path):
     data, checkpoints = runs
     result = evaluate(checkpoints['skips'], '--data_dir', data / 'val', '--device', 'cuda', cwd=tmp_path, check=False)
     assert failed_in_one_line(result) and 'CUDA is not available' in result.stderr
+
+
+def test_export_keeps_the_weight_average_alone_and_scores_the_same(runs, tmp_path):
+    data, checkpoints = runs
+    full = checkpoint.load(checkpoints['skips'])
+    run_script('export.py', checkpoints['skips'], tmp_path / 'small.pth', cwd=tmp_path)
+    small = torch.load(tmp_path / 'small.pth', weights_only=True)
+    assert sorted(small) == ['config', 'epoch', 'format', 'history', 'model', 'version']
+    average = {name[len('module.'):]: value for name, value in full['ema'].items() if name.startswith('module.')}
+    assert small['model'].keys() == average.keys() and checkpoint.has_average(full)
+    assert all(torch.equal(small['model'][name], average[name]) for name in average)
+    assert not all(torch.equal(full['model'][name], average[name]) for name in average)  # the average, not the weights
+    scores = {}
+    for name, path in (('full', checkpoints['skips']), ('small', tmp_path / 'small.pth')):
+        evaluate(path, '--out', tmp_path / name, cwd=tmp_path)
+        scores[name] = {key: read_metrics(tmp_path / name)[key] for key in ('l1', 'psnr', 'ssim')}
+    assert scores['small'] == scores['full']

@@ -392,3 +392,11 @@ def test_discriminator_settings_reach_it_and_it_joins_at_gan_start():
     assert set(losses) == {'train_l1', 'd_loss', 'g_gan'}
     assert not same_weights(before, run.discriminator.state_dict())
     assert torch.allclose(loss, losses['g_gan'] + cfg['lambda_l1'] * losses['train_l1'])
+
+
+def test_patches_too_small_for_the_discriminator_are_one_line(pairs_dir, tmp_path):
+    result = train(pairs_dir, tmp_path, gan=True, patch_size=16, check=False)
+    assert result.returncode == 1 and result.stderr.strip().splitlines()[-1] == \
+        'error: the discriminator (d_layers=3) needs images and patches of at least 32 px; these are 16 ' \
+        '(raise patch_size or image_size, or lower d_layers)'
+    train(pairs_dir, tmp_path / 'shallow', gan=True, patch_size=16, d_layers=2, num_epochs=1)  # 16 px suits 2 layers
