@@ -12,7 +12,7 @@ import train
 from FCN_network import build_generator
 from conftest import constant_colour_checkpoint, run_script, save_generator, tiny_run_args, write_pairs, \
     write_tiny_dataset
-from facades_dataset import FacadesDataset, to_float
+from facades_dataset import FacadesDataset, to_float, to_uint8
 
 LABEL_KEYS = {'pixel_acc', 'class_acc', 'class_iou'}
 
@@ -192,6 +192,108 @@ def test_fcn_score_of_a_label_to_photo_run(runs, tmp_path):
     for key in ('fcn_score', 'fcn_score_real'):
         assert set(metrics[key]) == LABEL_KEYS and all(0 <= value <= 1 for value in metrics[key].values())
     assert not LABEL_KEYS & set(metrics)  # the outputs are photos, not label maps
+
+
+# Label maps drawn in two facades colours exactly (metrics.FACADES: background is class 0,
+# pillar class 10), beside "photos" of one red colour, whose nearest facades colour is deco's
+BACKGROUND, PILLAR, PHOTO = (0, 0, 222), (254, 0, 0), (255, 160, 0)
+PILLAR_COLUMNS = (8, 16, 24, 4)  # per pair, of 32: the last pair's share differs from the split's
+
+
+def label_pairs(folder):
+    """PNG pairs (lossless): a uniform PHOTO on the left, on the right a label map whose
+    first PILLAR_COLUMNS columns are pillar and the rest background."""
+    folder.mkdir(parents=True)
+    for i, columns in enumerate(PILLAR_COLUMNS, 1):
+        labels = np.full((32, 32, 3), BACKGROUND, np.uint8)
+        labels[:, :columns] = PILLAR
+        pair = np.concatenate([np.full((32, 32, 3), PHOTO, np.uint8), labels], 1)
+        cv2.imwrite(str(folder / f'{i}.png'), cv2.cvtColor(pair, cv2.COLOR_RGB2BGR))
+    return folder
+
+
+def label_shares(folder):
+    """[(background's share, pillar's share) of each label map], read back from the files."""
+    maps = [cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB)[:, 32:] for path in sorted(folder.glob('*.png'))]
+    return [tuple(float((labels == colour).all(-1).mean()) for colour in (BACKGROUND, PILLAR)) for labels in maps]
+
+
+@pytest.mark.parametrize('batch_size', [1, 16])
+def test_label_scores_count_every_image_at_any_batch_size(tmp_path, batch_size):
+    """A photo -> label map generator that draws background everywhere, over label maps
+    with different shares of pillar: pixel_acc is background's share of the whole split,
+    class_acc the mean of background's 1 and pillar's 0, class_iou the mean of background's
+    share (its hits over the union of both) and pillar's 0. At batch size 1 the last
+    batch alone is the last image, whose share differs."""
+    data = label_pairs(tmp_path / 'pairs')
+    generator = constant_colour_checkpoint(tmp_path / 'background.pth', (1, 1, 222), direction='AtoB')
+    evaluate(generator, '--data_dir', data, '--palette', 'facades', '--batch_size', batch_size, '--out', tmp_path,
+             cwd=tmp_path)
+    shares = label_shares(data)
+    background = np.mean([share for share, _ in shares])
+    assert abs(shares[-1][0] - background) > 0.1 and sum(shares[-1]) == 1
+    assert {key: read_metrics(tmp_path)[key] for key in LABEL_KEYS} == \
+        pytest.approx({'pixel_acc': background, 'class_acc': 0.5, 'class_iou': background / 2}, abs=1e-9)
+
+
+def red_labeller(path):
+    """A photo -> label map checkpoint made by hand: pillar (255, 0, 0) wherever its input
+    is red (red channel at 255), background (0, 0, 255) where it has little red (below
+    128). Its first block sums the red channel over each 4x4 window (ReLU: positive, at
+    least 9, for red, 0 below 128); the last layer reads only that, through the skip, and
+    saturates its tanh either way, borders included. Returns (path, the network)."""
+    config = dict(train.config, model='fcn', width=4, skips=True, image_size=32, direction='AtoB')
+    network = build_generator(config).eval()  # BatchNorm: running mean 0, var 1, scale 1, shift 0
+    first, last = network.down[0][0], network.up[-1][0]
+    with torch.no_grad():
+        first.weight.zero_()
+        first.weight[0, 0] = 1.0  # feature 0 of the first block <- the red channel
+        last.weight.zero_()
+        last.weight[config['width'], 0] = 5.0  # the skip's feature 0 -> red up ...
+        last.weight[config['width'], 2] = -5.0  # ... and blue down
+        last.bias.copy_(torch.tensor([-20.0, -20.0, 20.0]))
+    return save_generator(path, config, network), network
+
+
+def test_fcn_score_is_known_for_a_known_generator_and_labeller(tmp_path):
+    """A label map -> photo generator that paints one colour with little red, and a labeller
+    that calls red pillar and the rest background: the generated photos are labelled
+    background everywhere and the real (red) photos pillar everywhere, each scored against
+    the input label maps. So fcn_score is background's share of the label maps, and
+    fcn_score_real pillar's; scored against the photos instead, every pixel would be
+    deco and wrong. Four images in batches of 3 and 1."""
+    data = label_pairs(tmp_path / 'pairs')
+    generator = constant_colour_checkpoint(tmp_path / 'painter.pth', (10, 160, 40), direction='BtoA')
+    labeller, network = red_labeller(tmp_path / 'labeller.pth')
+    with torch.no_grad():  # the labeller does what is said of it, on both kinds of photo
+        for colour, label in ((PHOTO, (255, 0, 0)), ((10, 160, 40), (0, 0, 255))):
+            photo = torch.tensor(colour, dtype=torch.float32).view(1, 3, 1, 1).expand(1, 3, 32, 32) / 127.5 - 1
+            assert (to_uint8(network(photo)) == label).all(), colour
+    evaluate(generator, '--data_dir', data, '--fcn_score', labeller, '--palette', 'facades', '--batch_size', 3,
+             '--out', tmp_path, cwd=tmp_path)
+    background, pillar = np.mean(label_shares(data), axis=0)
+    assert abs(background - pillar) > 0.1
+    metrics = read_metrics(tmp_path)
+    assert metrics['fcn_score'] == pytest.approx({'pixel_acc': background, 'class_acc': 0.5,
+                                                  'class_iou': background / 2}, abs=1e-9)
+    assert metrics['fcn_score_real'] == pytest.approx({'pixel_acc': pillar, 'class_acc': 0.5,
+                                                       'class_iou': pillar / 2}, abs=1e-9)
+
+
+def test_metrics_json_killed_half_written_keeps_its_previous_version(tmp_path):
+    """SIGKILL with metrics.json half written: the complete version an earlier evaluation
+    left is what it holds, and the half-written temporary beside it is hidden."""
+    data = write_pairs(tmp_path / 'pairs', 2)
+    generator = constant_colour_checkpoint(tmp_path / 'constant.pth', COLOUR)
+    previous = b'{"from": "an earlier evaluation"}\n'
+    (tmp_path / 'scores').mkdir()
+    (tmp_path / 'scores' / 'metrics.json').write_bytes(previous)
+    result = run_script('evaluate.py', generator, '--data_dir', data, '--out', tmp_path / 'scores', cwd=tmp_path,
+                        check=False, env={'PIX2PIX_FAULT': 'kill_in_write@metrics.json'})
+    assert result.returncode == -9, result.stderr
+    assert (tmp_path / 'scores' / 'metrics.json').read_bytes() == previous
+    temporary, = (tmp_path / 'scores').glob('.metrics.json.*.tmp')
+    assert temporary.stat().st_size > 0  # half of the new version: killed mid-write
 
 
 def failed_in_one_line(result):

@@ -1,4 +1,5 @@
 import ast
+import csv
 import os
 import pickle
 import shlex
@@ -10,12 +11,16 @@ import time
 from pathlib import Path
 
 import cv2
+import numpy as np
 import pytest
 import torch
+from torch.utils.data import DistributedSampler
 
 import checkpoint
+import files
+import visualize
 from FCN_network import build_generator
-from conftest import REAL_DATA, REPO, run_script, tiny_run_args, write_pairs
+from conftest import REAL_DATA, REPO, run_script, tiny_run_args, write_pairs, write_tiny_dataset
 from facades_dataset import FacadesDataset, to_float
 
 
@@ -82,17 +87,26 @@ def test_resume_continues_exactly(pairs_dir, tmp_path):
     steady = dict(lr_schedule='constant', ema_start=0.0)
     train(pairs_dir, tmp_path / 'straight', num_epochs=4, **steady)
     train(pairs_dir, tmp_path / 'split', num_epochs=2, **steady)
+    # the first session made to look long (1000 minutes at its last epoch), so that a resumed
+    # clock that forgot it fails, however long each session took
+    latest = tmp_path / 'split' / 'checkpoints' / 'latest.pth'
+    first_session = checkpoint.load(latest)
+    for row, minutes in zip(first_session['history'], (500.0, 1000.0)):
+        row['minutes'] = minutes
+    checkpoint.save(first_session, latest)
     launched = time.time()
     result = train(pairs_dir, tmp_path / 'split', '--resume', num_epochs=4, **steady)
     second_session = (time.time() - launched) / 60
     assert 'resumed from epoch 2' in result.stdout
     straight = checkpoint.load(tmp_path / 'straight' / 'checkpoints' / 'latest.pth')
-    resumed = checkpoint.load(tmp_path / 'split' / 'checkpoints' / 'latest.pth')
+    resumed = checkpoint.load(latest)
     assert resumed['epoch'] == 4 and same_weights(straight['model'], resumed['model'])
     assert same_weights(straight['ema'], resumed['ema'])  # the weight average resumes exactly too
     assert [row['train_l1'] for row in straight['history']] == [row['train_l1'] for row in resumed['history']]
-    minutes = [row['minutes'] for row in resumed['history']]  # the clock goes on from the first session's
-    assert minutes[1] + resumed['history'][3]['seconds'] / 60 < minutes[3] < minutes[1] + second_session
+    # the clock goes on from the last minutes the first session saved
+    minutes, seconds = ([row[key] for row in resumed['history']] for key in ('minutes', 'seconds'))
+    assert minutes[:2] == [500.0, 1000.0]
+    assert 1000 + seconds[2] / 60 < minutes[2] <= minutes[3] < 1000 + second_session
 
 
 def test_resume_refuses_a_changed_network(pairs_dir, tmp_path):
@@ -400,3 +414,155 @@ def test_patches_too_small_for_the_discriminator_are_one_line(pairs_dir, tmp_pat
         'error: the discriminator (d_layers=3) needs images and patches of at least 32 px; these are 16 ' \
         '(raise patch_size or image_size, or lower d_layers)'
     train(pairs_dir, tmp_path / 'shallow', gan=True, patch_size=16, d_layers=2, num_epochs=1)  # 16 px suits 2 layers
+
+
+def in_process(data, **settings):
+    """train.py's own training split, run and loader for the settings, made in this
+    process (one rank, the CPU, fp32), for calling its train_epoch directly."""
+    import train
+    import training
+    cfg = dict(train.config, dataset=str(data), cache_dir='', width=4, batch_size=4, amp='off')
+    cfg.update(settings)
+    train_set = train.load_split(cfg, 'train', 0, 1)
+    sampler = DistributedSampler(range(len(train_set)), num_replicas=1, rank=0, shuffle=True, seed=cfg['seed'])
+    device = torch.device('cpu')
+    return training.build_run(cfg, device, 1), training.train_loader(train_set, cfg, device, sampler), train_set
+
+
+def test_patch_epochs_feed_the_network_patches_then_whole_images(tmp_path):
+    """64-px images, patch_size 32 for the first half of 2 epochs: train.py's train_epoch
+    gives the network 32x32 crops in epoch 1 and the whole 64x64 images in epoch 2."""
+    import train
+    write_pairs(tmp_path / 'big' / 'train', 4, size=64)
+    run, loader, train_set = in_process(tmp_path / 'big', image_size=64, patch_size=32, patch_epochs=0.5,
+                                        num_epochs=2)
+    seen = []
+    run.model.register_forward_pre_hook(lambda module, inputs: seen.append(tuple(inputs[0].shape)))
+    shapes = []
+    for epoch in (1, 2):
+        seen.clear()
+        train.train_epoch(run, loader, train_set, epoch, 0, 1)
+        shapes.append(sorted(set(seen)))
+    assert shapes == [[(4, 3, 32, 32)], [(4, 3, 64, 64)]]
+
+
+def test_the_weight_average_starts_after_its_boundary_epoch(pairs_dir):
+    """ema_start 0.5 of 4 epochs: epoch 2 ends exactly on the boundary and is not averaged;
+    epoch 3's step is the average's first update. One step per epoch (8 images, batch 8),
+    through train.py's train_epoch."""
+    import train
+    run, loader, train_set = in_process(pairs_dir, image_size=32, batch_size=8, num_epochs=4, ema=0.5,
+                                        ema_start=0.5)
+    updates, shown = [], []
+    for epoch in range(1, 5):
+        train.train_epoch(run, loader, train_set, epoch, 0, 1)
+        updates.append(int(run.ema.n_averaged))
+        shown.append('trained' if run.eval_model() is run.model else 'average')
+    assert updates == [0, 0, 1, 2]
+    assert shown == ['trained', 'trained', 'average', 'average']
+
+
+@pytest.mark.parametrize('gan_loss', ['vanilla', 'lsgan'])
+def test_the_discriminator_learns_real_from_generated_and_the_generator_to_fool_it(pairs_dir, gan_loss):
+    """train_step repeated on one fixed batch, with the GAN term alone (lambda_l1 0): each
+    generator step raises the score that the discriminator it stepped against gives its
+    output, and after a few steps the discriminator scores the real pairs above the
+    generated ones. Scores are the discriminator's mean output (a logit, or the least-squares
+    value), in training mode, as the step runs it."""
+    import train
+    import training
+    cfg = dict(train.config, width=4, gan=True, gan_loss=gan_loss, d_width=8, lambda_l1=0.0, num_epochs=1, ema=0.0,
+               amp='off')
+    run = training.build_run(cfg, torch.device('cpu'), 1)
+    data = FacadesDataset(pairs_dir / 'train', image_size=32, cache_dir='')
+    input_image, target_image = to_float(data.pair_batch(range(4)))
+
+    @torch.no_grad()
+    def score(images):
+        return run.discriminator(input_image, images).mean().item()
+
+    @torch.no_grad()
+    def generated():  # what a step generates: the same weights on the same batch
+        return run.model(input_image)
+
+    for step in range(5):
+        before = generated()
+        training.train_step(run, input_image, target_image, epoch=1)
+        assert score(generated()) > score(before), step
+    assert score(target_image) > score(generated()) + 0.5
+
+
+@pytest.fixture(scope='module')
+def averaged_run(tmp_path_factory):
+    """4 epochs at lr 3e-3 with a slow weight average from the first step (decay 0.9, so
+    that it lags the trained weights visibly), panels at epoch 4; fp32 on the CPU, as the
+    test recomputes them."""
+    out = tmp_path_factory.mktemp('averaged')
+    train(write_tiny_dataset(out / 'tiny'), out, num_epochs=4, save_every=4, lr=3e-3, lr_schedule='linear', ema=0.9,
+          ema_start=0.0, amp='off', device='cpu')
+    return out
+
+
+def test_lr_factors_of_the_linear_schedule_written_out():
+    """Constant for the first num_epochs // 2 epochs, then down by 1 / (the epochs left + 1)
+    each epoch, never 0 (the pix2pix schedule). Index: finished epochs, as the scheduler counts."""
+    import train
+    import training
+
+    def factors(num_epochs, schedule):
+        factor = training.lr_factor(dict(train.config, num_epochs=num_epochs, lr_schedule=schedule))
+        return [factor(epoch) for epoch in range(num_epochs)]
+    assert factors(4, 'linear') == pytest.approx([1, 1, 2 / 3, 1 / 3])
+    assert factors(5, 'linear') == pytest.approx([1, 1, 3 / 4, 2 / 4, 1 / 4])
+    assert factors(10, 'linear') == pytest.approx([1] * 5 + [5 / 6, 4 / 6, 3 / 6, 2 / 6, 1 / 6])
+    assert factors(3, 'constant') == [1, 1, 1]
+
+
+def test_metrics_csv_logs_the_lr_each_epoch_trained_at(averaged_run):
+    with open(averaged_run / 'checkpoints' / 'metrics.csv') as file:
+        logged = [float(row['lr']) for row in csv.DictReader(file)]
+    assert logged == pytest.approx([3e-3, 3e-3, 2e-3, 1e-3], rel=1e-5)  # lr 3e-3, linear over 4 epochs
+
+
+@pytest.mark.parametrize('split', ['train', 'val'])
+def test_panels_show_the_weight_average(averaged_run, split):
+    """A saved panel's output third is the weight average's output on the panel's own input
+    third, recomputed here from the checkpoint's averaged weights; the trained weights draw
+    a visibly different picture."""
+    state = checkpoint.load(averaged_run / 'checkpoints' / 'fcn_epoch_4.pth')
+    panel = cv2.cvtColor(cv2.imread(str(averaged_run / f'{split}_results' / 'epoch_4' / '1.png')), cv2.COLOR_BGR2RGB)
+    shown_input, shown_output = panel[:, :32], panel[:, 64:].astype(int)
+
+    def draw(weights):
+        network = build_generator(state['config'])
+        network.load_state_dict(weights)
+        with torch.no_grad():
+            output = network.eval()(torch.from_numpy(shown_input).permute(2, 0, 1)[None].float() / 127.5 - 1)[0]
+        return ((output.clamp(-1, 1) + 1) * 127.5).round().permute(1, 2, 0).numpy().astype(int)
+    averaged = draw({name[len('module.'):]: weight for name, weight in state['ema'].items()
+                     if name.startswith('module.')})
+    trained = draw(state['model'])
+    assert np.abs(shown_output - averaged).max() <= 1  # rounding, NHWC vs NCHW
+    assert np.abs(shown_output - trained).max() > 5
+
+
+@pytest.mark.parametrize('name, folder', [('metrics.csv', 'checkpoints'), ('index.html', 'train_results'),
+                                          ('1.png', 'train_results/epoch_1')])
+def test_a_file_killed_half_written_keeps_its_previous_version(pairs_dir, tmp_path, name, folder):
+    """SIGKILL with NAME half written (its first write in the run, at the end of epoch 1):
+    NAME still holds the complete version an earlier run left; the half-written temporary
+    beside it is hidden (.NAME.PID.tmp, which no reader's pattern matches), and the next
+    write of NAME removes it."""
+    path = tmp_path / folder / name
+    path.parent.mkdir(parents=True)
+    previous = visualize.encode_png(np.full((32, 96, 3), 7, np.uint8)) if name.endswith('.png') else \
+        b'from an earlier run\n'
+    path.write_bytes(previous)
+    killed = train(pairs_dir, tmp_path, num_epochs=1, check=False, env={'PIX2PIX_FAULT': f'kill_in_write@{name}'})
+    assert killed.returncode == -9, killed.stderr
+    assert path.read_bytes() == previous
+    temporary, = path.parent.glob(f'.{name}.*.tmp')
+    assert temporary.stat().st_size > 0  # half of the new version: killed mid-write
+    assert [p.name for p in path.parent.glob(f'*{path.suffix}')] == [name]
+    files.atomic_write(path, b'new')
+    assert path.read_bytes() == b'new' and not list(path.parent.glob('.*.tmp'))
