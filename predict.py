@@ -5,6 +5,8 @@
 
 The inputs are single images, not left|right pairs, of any size; each output is
 written at its input's size as OUT/NAME.png (with --panels: input | output).
+A folder holding A/ and B/ (a dataset of your own) gives its inputs: A/ for a
+checkpoint trained AtoB, B/ for BtoA.
 The network's settings come from the checkpoint, so no flag repeats them.
 """
 import argparse
@@ -21,16 +23,16 @@ import checkpoint
 import visualize
 from errors import UserError, cli
 from FCN_network import GENERATORS, generate, pick_device
-from facades_dataset import DatasetError, list_images, read_rgb, to_uint8
+from facades_dataset import DatasetError, inputs_of, list_images, parse_image_size, read_rgb, to_uint8
 from files import atomic_write
 
 
 def network_size(height, width, config):
-    """(height, width) the network takes: the training image_size, or with
-    image_size 0 (trained at native size) each side rounded to the nearest
-    multiple that the network's downsampling needs."""
+    """(height, width) the network takes: the training image_size (a square or
+    WIDTHxHEIGHT), or with image_size 0 (trained at native size) each side
+    rounded to the nearest multiple that the network's downsampling needs."""
     if config['image_size']:
-        return config['image_size'], config['image_size']
+        return parse_image_size(config['image_size'])
     multiple = GENERATORS[config['model']].side_multiple
     return tuple(max(multiple, round(side / multiple) * multiple) for side in (height, width))
 
@@ -76,7 +78,8 @@ def main():
         raise UserError(f'{args.input}: no such file or folder')
     device = pick_device(args.device)
     generator, state = checkpoint.load_generator(args.checkpoint, device)
-    paths = list_images(args.input) if args.input.is_dir() else [args.input]
+    # a folder holding A/ and B/: the inputs of the network's direction
+    paths = list_images(inputs_of(args.input, state['config']['direction'])) if args.input.is_dir() else [args.input]
     try:
         args.out.mkdir(parents=True, exist_ok=True)
     except OSError as error:
