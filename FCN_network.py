@@ -152,8 +152,9 @@ def check_sides(shape, model, source, advice):
     height, width = shape
     multiple = GENERATORS[model].side_multiple
     if height % multiple or width % multiple:
-        raise SizeError(f'the images of {source} are {width}x{height} per half, but {model} '
-                        f'needs sides that are multiples of {multiple}; {advice}')
+        nearest = [max(multiple, round(side / multiple) * multiple) for side in (width, height)]
+        raise SizeError(f'the images of {source} are {width}x{height} per half, but {model} needs sides that '
+                        f'are multiples of {multiple}, such as {nearest[0]}x{nearest[1]}; {advice}')
 
 
 def build_generator(config):

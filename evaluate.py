@@ -4,6 +4,7 @@ input | target | output panel for every image.
     python evaluate.py checkpoints/latest.pth                   # the val split of the run's dataset
     python evaluate.py checkpoints/latest.pth --split test
     python evaluate.py run.pth --data_dir my_pairs/ --out results/
+    python evaluate.py run.pth --data_dir my_data/val            # a folder holding A/ and B/
     python evaluate.py labels2photo.pth --fcn_score photo2labels.pth
 
 The checkpoint alone says which network, direction, image size and dataset it
@@ -37,7 +38,8 @@ def parse_args():
     parser.add_argument('checkpoint', help='a .pth file written by train.py')
     parser.add_argument('--split', default='val', choices=('val', 'test', 'train'),
                         help="the split of the run's dataset to score (default: val)")
-    parser.add_argument('--data_dir', help='a folder (or list file) of left|right pairs, instead of the split')
+    parser.add_argument('--data_dir', help='a folder (or list file) of pairs instead of the split: left|right files, '
+                                           'or A/ and B/ (every pair in them)')
     parser.add_argument('--out', help='output folder (default: eval_results/CHECKPOINT_SPLIT)')
     parser.add_argument('--palette', default='auto', choices=('auto', 'facades', 'cityscapes', 'none'),
                         help="label colours for the label-map scores (default: from the run's dataset name)")

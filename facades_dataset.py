@@ -1,4 +1,9 @@
-"""Paired images (left half | right half), decoded once, served as batches.
+"""Paired images, decoded once, served as batches.
+
+A pair is one file holding the input and the target side by side (left half |
+right half), or two files: the input in a folder A/ and the target of the same
+name (stem) in a folder B/ beside it, each of any size. Both are stored alike,
+as one left | right array, so everything after decoding is the same work.
 
 Every JPEG is decoded a single time into a uint8 array file (a cache) that is
 memory-mapped afterwards: loader processes share its pages without copying,
@@ -31,6 +36,7 @@ from torch.utils.data import Dataset
 from tqdm import tqdm
 
 from errors import UserError
+from files import atomic_write
 
 IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.webp', '.tif', '.tiff')
 DIRECTIONS = ('AtoB', 'BtoA')
@@ -50,43 +56,177 @@ def numeric_key(path):
     return (0, int(stem), '') if re.fullmatch(r'\d+', stem) else (1, 0, stem)
 
 
+def parse_image_size(image_size):
+    """The image_size setting -> (height, width) each half is resized to, or None
+    for the files' own size: n is n x n, 'WIDTHxHEIGHT' (e.g. '512x256') a
+    rectangle, 0 the native size."""
+    match = re.fullmatch(r'(\d+)(?:x(\d+))?', str(image_size).strip().lower())
+    if not match or (int(match[1]) == 0) != (int(match[2] or match[1]) == 0):
+        raise DatasetError(f'image_size {image_size!r}: expected a side like 256, WIDTHxHEIGHT like 512x256, '
+                           'or 0 for the native size')
+    width, height = int(match[1]), int(match[2] or match[1])
+    return (height, width) if width else None
+
+
 def list_images(source):
     """Image paths of a split: a list file (one path per line) or a folder."""
     source = Path(source)
     if source.is_dir():
-        paths = sorted((p for p in source.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS), key=numeric_key)
+        paths = sorted((p for p in source.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS),
+                       key=lambda p: (numeric_key(p), p.name))  # the name: one order for a.jpg, a.png too
     elif source.is_file():
         paths = []
         for line in source.read_text().splitlines():
             line = line.strip()
             if line:
                 path = Path(line)
-                # the download script writes paths relative to the repo root; accept them
-                # relative to the list file too, so a list works from any directory
-                candidates = [path, source.parent / path, source.parent / path.parent.name / path.name]
-                paths.append(next((p for p in candidates if p.exists()), path))
+                # relative to the list file first (train.py's made splits, which then work from any
+                # directory), then to the current one (the download script's, from the repo root);
+                # a missing file is named where its folder is, and reported when decoded
+                candidates = [source.parent / path, path, source.parent / path.parent.name / path.name]
+                paths.append(next((p for p in candidates if p.exists()), None) or
+                             next((p for p in candidates if p.parent.is_dir()), path))
     else:
         raise DatasetError(f'{source}: no such folder or list file')
     if not paths:
-        raise DatasetError(f'{source}: no images found')
+        splits = [name for name in ('train', 'val', 'test') if (source / name).is_dir()]
+        hint = f' (it holds {"/, ".join(splits)}/: name one, e.g. {source / splits[-1]})' if splits else ''
+        raise DatasetError(f'{source}: no images found{hint}')
     return paths
 
 
-def split_source(dataset, split):
-    """The list file or folder of one split: dataset is a name under datasets/
-    or a folder holding train/ and val/ (or their list files)."""
+def pair_folders(folder):
+    """(folder/A, folder/B) when folder holds inputs and targets as two folders, else None."""
+    folder = Path(folder)
+    a, b = folder / 'A', folder / 'B'
+    if a.is_dir() != b.is_dir():
+        have, lack = (a, b) if a.is_dir() else (b, a)
+        raise DatasetError(f'{have} has no {lack.name}/ beside it: A/ holds the inputs and B/ the targets, '
+                           'matched by file name')
+    return (a, b) if a.is_dir() else None
+
+
+def inputs_of(folder, direction):
+    """The folder of a network's inputs: of a folder holding A/ and B/, the one that
+    direction reads (A/ for AtoB); any other folder is itself."""
+    folders = pair_folders(folder)
+    return folders[direction == 'BtoA'] if folders else Path(folder)
+
+
+def images_by_stem(folder):
+    """{stem: path} of the images in folder; two files with one stem are an error."""
+    by_stem = {}
+    for path in list_images(folder):
+        if path.stem in by_stem:
+            raise DatasetError(f'{by_stem[path.stem]} and {path} have the same name; '
+                               f'keep one, so that {path.stem} names one image')
+        by_stem[path.stem] = path
+    return by_stem
+
+
+def report_unmatched(unmatched, what, skip):
+    """Paths without a partner: an error naming the first few, or with skip a warning."""
+    if not unmatched:
+        return
+    names = ', '.join(map(str, unmatched[:5])) + (f' and {len(unmatched) - 5} more' if len(unmatched) > 5 else '')
+    message = f'{len(unmatched)} {what}: {names}'
+    if not skip:
+        raise DatasetError(f'{message} (every input needs a target of the same name; set skip_bad_images to '
+                           'skip them)')
+    warnings.warn(f'skipping {message}')
+
+
+def list_pairs(source, skip_unmatched=False):
+    """The pairs of a split, each a tuple of its files: (left|right file,) or
+    (A file, B file). source: a folder of left|right files, a folder holding A/
+    and B/ (matched by stem), or a list file of either (an entry in an A/ folder
+    with a B/ beside it is an input; its target is B/'s file of that stem).
+    Unmatched files raise DatasetError, or with skip_unmatched are left out with a warning."""
+    folders = pair_folders(source) if Path(source).is_dir() else None
+    if folders:
+        inputs, targets = map(images_by_stem, folders)
+        unmatched = sorted((path for side, other in ((inputs, targets), (targets, inputs))
+                            for stem, path in side.items() if stem not in other), key=numeric_key)
+        report_unmatched(unmatched, f'files in only one of {folders[0]} and {folders[1]}', skip_unmatched)
+        return [(path, targets[stem]) for stem, path in inputs.items() if stem in targets]
+    pairs, unmatched, targets = [], [], {}
+    for path in list_images(source):
+        if path.parent.name != 'A' or not (path.parent.parent / 'B').is_dir():
+            pairs.append((path,))
+            continue
+        b = path.parent.parent / 'B'
+        if b not in targets:
+            targets[b] = images_by_stem(b)
+        if path.stem in targets[b]:
+            pairs.append((path, targets[b][path.stem]))
+        else:
+            unmatched.append(path)
+    report_unmatched(unmatched, f'inputs listed in {source} have no file of their name in B/', skip_unmatched)
+    return pairs
+
+
+def dataset_root(dataset):
+    """The folder of a dataset setting: a folder, or a name under datasets/."""
     root = Path(dataset)
     if not root.is_dir():
         root = Path('datasets') / dataset
     if not root.is_dir():
         raise DatasetError(f"dataset {dataset!r} not found (looked in {dataset} and {root}); "
                            f"run: bash download_facades_dataset.sh {Path(dataset).name}")
+    return root
+
+
+def split_source(dataset, split):
+    """The list file or folder of one split: dataset is a name under datasets/
+    or a folder holding train/ and val/ (or their list files)."""
+    root = dataset_root(dataset)
     list_file = root / f'{split}_list.txt'
     if list_file.is_file():
         return list_file
     if (root / split).is_dir():
         return root / split
     raise DatasetError(f'{root} has no {split}/ folder or {split}_list.txt')
+
+
+def make_split(dataset, val_fraction, seed=0, skip_unmatched=False):
+    """A validation split for a dataset that has none: the pairs in its A/ and B/
+    (or in its train/ folder, without a val/), val_fraction of them (at least
+    one) held out as drawn by seed, written as train_list.txt and val_list.txt
+    beside the data. Made once: every later run, resume and evaluation reads the
+    lists. Returns a line to print (what was made, or pairs the lists miss), or None."""
+    root = dataset_root(dataset)
+    lists = [root / f'{split}_list.txt' for split in ('train', 'val')]
+    if any(path.is_file() for path in lists):
+        return unlisted_pairs(root, lists)
+    if (root / 'val').is_dir() or not ((root / 'train').is_dir() or pair_folders(root)):
+        return None  # a split of its own, or nothing to split (split_source says what is missing)
+    pool = root / 'train' if (root / 'train').is_dir() else root
+    pairs = list_pairs(pool, skip_unmatched)
+    if len(pairs) < 2:
+        raise DatasetError(f'{pool}: {len(pairs)} pair; a validation split needs at least 2')
+    held = min(len(pairs) - 1, max(1, round(val_fraction * len(pairs))))
+    val = set(np.random.default_rng(seed).permutation(len(pairs))[:held].tolist())
+    names = [files[0].relative_to(root).as_posix() for files in pairs]
+    try:  # val last: both lists present means the split is complete
+        for path, keep in zip(lists, (False, True)):
+            atomic_write(path, ''.join(f'{name}\n' for i, name in enumerate(names) if (i in val) == keep))
+    except OSError as error:
+        raise DatasetError(f'cannot write a validation split into {root} ({error.strerror or error}); make it '
+                           f'writable, or split the pairs yourself into {root}/train/ and {root}/val/') from None
+    return (f'made a validation split of {pool}: {len(pairs) - held} train, {held} val pairs (val_fraction '
+            f'{val_fraction}, seed {seed}), listed in {lists[0]} and {lists[1]}; delete both to split again')
+
+
+def unlisted_pairs(root, lists):
+    """A note when A/ holds inputs that a made split's lists leave out (added since)."""
+    if not all(path.is_file() for path in lists) or not (root / 'A').is_dir():
+        return None
+    listed = {path.resolve() for source in lists for path in list_images(source)}
+    new = [path for path in list_images(root / 'A') if path.resolve() not in listed]
+    if not new:
+        return None
+    return (f'note: {len(new)} inputs in {root / "A"} are in neither {lists[0].name} nor {lists[1].name} '
+            f'(e.g. {new[0].name}); delete both lists to split again with them')
 
 
 def read_rgb(path):
@@ -117,35 +257,44 @@ def resize_rgb(image, width, height):
     return cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR)
 
 
-def decode_pair(path, image_size, pad=0):
-    """One file -> RGB uint8 (H + 2 pad, 2 (W + 2 pad), 3): both halves resized to
-    image_size squared (the native size when image_size is 0), then each given a
-    mirrored border of pad pixels. Raises DatasetError."""
-    image = read_rgb(path)
-    height, width = image.shape[:2]
-    if width % 2 or width < 2:
-        raise DatasetError(f'{path}: {width}x{height} is not two equal halves side by side (odd width)')
-    half = width // 2
-    size = (image_size, image_size) if image_size else (half, height)  # OpenCV's order: width, height
-    halves = [image[:, :half], image[:, half:]]
-    if size != (half, height):
-        halves = [resize_rgb(side, *size) for side in halves]
+def decode_pair(files, image_size, pad=0):
+    """A pair's files, (left|right file,) or (A file, B file) -> RGB uint8
+    (H + 2 pad, 2 (W + 2 pad), 3), the input half left: each half resized to
+    image_size (see `parse_image_size`; the native size when 0, which A and B
+    must then share), then given a mirrored border of pad pixels. Raises DatasetError."""
+    if len(files) == 1:
+        image = read_rgb(files[0])
+        height, width = image.shape[:2]
+        if width % 2 or width < 2:
+            raise DatasetError(f'{files[0]}: {width}x{height} is not two equal halves side by side (odd width)')
+        halves = [image[:, :width // 2], image[:, width // 2:]]
+    else:
+        image, halves = None, [read_rgb(path) for path in files]
+    shape = parse_image_size(image_size)
+    for path, side in zip(files[1:], halves[1:]):
+        if side.shape[:2] != halves[0].shape[:2] and shape is None:
+            raise DatasetError(f'{path}: {side.shape[1]}x{side.shape[0]} differs from {halves[0].shape[1]}x'
+                               f'{halves[0].shape[0]} of {files[0]} (set image_size to resize both)')
+    shape, resized = shape or halves[0].shape[:2], False
+    for i, side in enumerate(halves):
+        if side.shape[:2] != shape:
+            halves[i], resized = resize_rgb(side, shape[1], shape[0]), True
     if pad:
         halves = [cv2.copyMakeBorder(side, pad, pad, pad, pad, cv2.BORDER_REFLECT_101) for side in halves]
-    return np.concatenate(halves, axis=1) if pad or size != (half, height) else image
+    return image if image is not None and not (pad or resized) else np.concatenate(halves, axis=1)
 
 
 class FacadesDataset(Dataset):
     """A split of paired images.
 
-    source: a list file or a folder of images. direction: 'AtoB' (left -> right)
-    or 'BtoA'. augment: store the halves with mirrored borders of JITTER_PAD
+    source: a list file or a folder of pairs (see `list_pairs`). direction: 'AtoB'
+    (left or A -> right or B) or 'BtoA'. augment: store the halves with mirrored borders of JITTER_PAD
     pixels, so that `cut_pairs` can take randomly shifted crops and mirror images
     of them; un-augmented batches are then the centre crops, the images
-    themselves. image_size: side
-    each half is resized to at decode time, 0 keeps the native size.
+    themselves. image_size: the size
+    each half is resized to at decode time (`parse_image_size`), 0 keeps the native size.
     cache_dir: where the decoded array file lives; '' decodes into RAM instead. skip_bad_images: warn and
-    skip unreadable files instead of stopping.
+    skip unreadable files and unmatched A/B files instead of stopping.
     """
 
     def __init__(self, source, direction='AtoB', augment=False, image_size=256,
@@ -155,7 +304,7 @@ class FacadesDataset(Dataset):
         self.source, self.direction, self.augment = Path(source), direction, augment
         self.image_size, self.skip_bad_images, self.progress = image_size, skip_bad_images, progress
         self.pad = JITTER_PAD if augment else 0
-        self.paths = list_images(source)
+        self.pairs = list_pairs(source, skip_bad_images)
         self.skipped = []
         self.cache_path = None
         self._pixels = None
@@ -189,7 +338,7 @@ class FacadesDataset(Dataset):
 
     def _cache_name(self):
         signature = hashlib.sha1(f'{self.image_size}|{self.pad}'.encode())
-        for path in self.paths:
+        for path in (path for files in self.pairs for path in files):
             try:
                 stat = os.stat(path)
                 signature.update(f'{Path(path).resolve()}|{stat.st_size}|{stat.st_mtime_ns}\n'.encode())
@@ -199,9 +348,9 @@ class FacadesDataset(Dataset):
         borders = f'p{self.pad}' if self.pad else ''
         return f'{name}_{self.image_size}{borders}_{signature.hexdigest()[:16]}'
 
-    def _decode_or_skip(self, path):
+    def _decode_or_skip(self, files):
         try:
-            return decode_pair(path, self.image_size, self.pad)
+            return decode_pair(files, self.image_size, self.pad)
         except DatasetError as error:
             if not self.skip_bad_images:
                 raise DatasetError(f'{error} (set skip_bad_images to skip such files)') from None
@@ -212,8 +361,8 @@ class FacadesDataset(Dataset):
         GIL) with a bounded window in flight, so RAM stays flat when the writer lags."""
         with ThreadPoolExecutor(max(1, min(8, os.cpu_count() or 1))) as pool:
             pending = deque()
-            for path in self.paths:
-                pending.append(pool.submit(self._decode_or_skip, path))
+            for files in self.pairs:
+                pending.append(pool.submit(self._decode_or_skip, files))
                 if len(pending) >= 64:
                     yield pending.popleft().result()
             while pending:
@@ -222,18 +371,18 @@ class FacadesDataset(Dataset):
     def _decoded(self):
         """(position, RGB array) for each good file. Bad files raise, or are
         skipped with a warning."""
-        images = tqdm(self._decoded_in_order(), total=len(self.paths), desc=f'decoding {self.source}',
+        images = tqdm(self._decoded_in_order(), total=len(self.pairs), desc=f'decoding {self.source}',
                       disable=not self.progress, leave=False)
         for position, image in enumerate(images):
             if isinstance(image, DatasetError):
                 warnings.warn(f'skipping {image}')
-                self.skipped.append(str(self.paths[position]))
+                self.skipped.append(str(self.pairs[position][0]))
                 continue
             yield position, image
 
     def _check_shape(self, position, image, shape):
         if image.shape != shape:
-            raise DatasetError(f'{self.paths[position]}: size {image.shape[1]}x{image.shape[0]} differs from '
+            raise DatasetError(f'{self.pairs[position][0]}: size {image.shape[1]}x{image.shape[0]} differs from '
                                f'{shape[1]}x{shape[0]} of the first image (set image_size to resize all)')
 
     def _decode_all(self):
@@ -262,7 +411,7 @@ class FacadesDataset(Dataset):
             for position, image in self._decoded():
                 if array is None:
                     array = np.lib.format.open_memmap(temporary, mode='w+', dtype=np.uint8,
-                                                      shape=(len(self.paths),) + image.shape)
+                                                      shape=(len(self.pairs),) + image.shape)
                 self._check_shape(position, image, array.shape[1:])
                 array[count] = image
                 index.append(position)
@@ -271,7 +420,7 @@ class FacadesDataset(Dataset):
                 raise DatasetError(f'{self.source}: no readable images')
             array.flush()
             del array
-            if count < len(self.paths):  # skipped files: shrink the file to the images kept
+            if count < len(self.pairs):  # skipped files: shrink the file to the images kept
                 full = np.load(temporary, mmap_mode='r')
                 np.save(temporary.with_suffix('.short.npy'), full[:count])
                 del full
@@ -327,7 +476,8 @@ class FacadesDataset(Dataset):
         return self.cut_pairs(self.gather(indices), generator)
 
     def file_of(self, i):
-        return self.paths[self.index[i]]
+        """The file that names pair i: its left|right file, or its A file."""
+        return self.pairs[self.index[i]][0]
 
 
 def to_float(pair, memory_format=torch.preserve_format):

@@ -5,6 +5,8 @@
 
 The inputs are single images, not left|right pairs, of any size; each output is
 written at its input's size as OUT/NAME.png (with --panels: input | output).
+A folder holding A/ and B/ (a dataset of your own) gives its inputs: A/ for a
+checkpoint trained AtoB, B/ for BtoA.
 The network's settings come from the checkpoint, so no flag repeats them.
 """
 import argparse
@@ -19,7 +21,7 @@ import checkpoint
 import visualize
 from errors import UserError, cli
 from FCN_network import pick_device
-from facades_dataset import DatasetError, list_images, read_rgb
+from facades_dataset import DatasetError, inputs_of, list_images, read_rgb
 from files import atomic_write
 from translate import predict
 
@@ -46,7 +48,8 @@ def main():
         raise UserError(f'{args.input}: no such file or folder')
     device = pick_device(args.device)
     generator, state = checkpoint.load_generator(args.checkpoint, device)
-    paths = list_images(args.input) if args.input.is_dir() else [args.input]
+    # a folder holding A/ and B/: the inputs of the network's direction
+    paths = list_images(inputs_of(args.input, state['config']['direction'])) if args.input.is_dir() else [args.input]
     try:
         args.out.mkdir(parents=True, exist_ok=True)
     except OSError as error:

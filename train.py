@@ -1,4 +1,5 @@
-"""Train a paired image-to-image network (Pix2Pix) on a folder of left|right images.
+"""Train a paired image-to-image network (Pix2Pix) on a folder of left|right images,
+or on inputs in A/ and targets of the same names in B/.
 
     python train.py                                   # the settings below
     python train.py --dataset=cityscapes --num_epochs=100
@@ -14,6 +15,7 @@ import gc
 import hashlib
 import math
 import os
+import re
 import shlex
 import sys
 import time
@@ -25,9 +27,12 @@ _launched = time.time()  # the metrics' wall clock starts here, before torch's i
 
 # ----------------------------------------------------------------------------- settings
 # data
-dataset = 'facades'          # a name under datasets/, or a folder holding train/ and val/
+dataset = 'facades'          # a name under datasets/, or a folder holding train/ and val/ (each left|right
+                             # images or A/ and B/), or A/ and B/ alone: inputs and targets matched by file name
+val_fraction = 0.1           # without a val split: the share of pairs held out once (at least 1), as list files
 direction = 'AtoB'           # AtoB: left -> right half (photo -> label map); BtoA: the reverse
-image_size = 256             # each half is resized to this square when decoded; 0 keeps the file's size
+image_size = 256             # each half is resized to this square when decoded, or to WIDTHxHEIGHT ('512x256');
+                             # 0 keeps the file's size
 augment = True               # shift training pairs by up to 16 px (mirrored borders) and mirror them
 patch_size = 128             # fcn with augment: the first patch_epochs train on random crops of this side,
 patch_epochs = 0.5           # about 4x cheaper at 128, then whole images; patch_size 0: whole images throughout
@@ -86,7 +91,7 @@ CHOICES = {'direction': ('AtoB', 'BtoA'), 'gan_loss': ('vanilla', 'lsgan'),
            'backend': ('auto', 'gloo', 'nccl'), 'prefetch': ('auto', 'on', 'off')}
 POSITIVE = {'width', 'd_width', 'd_layers', 'num_epochs', 'batch_size', 'lr', 'lr_step', 'validate_every',
             'save_every'}
-FRACTIONS = {'ema', 'ema_start', 'patch_epochs', 'gan_start'}  # in [0, 1)
+FRACTIONS = {'ema', 'ema_start', 'patch_epochs', 'gan_start', 'val_fraction'}  # in [0, 1)
 # settings that may differ when a run is resumed; the others must match the checkpoint
 RESUMABLE = {'num_epochs', 'resume', 'device', 'threads', 'num_workers', 'prefetch', 'validate_every', 'save_every',
              'tensorboard', 'compile', 'skip_bad_images', 'cache_dir', 'backend', 'checkpoint_dir',
@@ -114,7 +119,9 @@ def parse_overrides(argv, defaults):
             raise UserError(f'unknown setting {argument!r}; use --name=value with a name from: {valid}')
         default = defaults[name]
         try:
-            if isinstance(default, bool):
+            if name == 'image_size':
+                value = image_size_value(text)
+            elif isinstance(default, bool):
                 value = {'true': True, 'false': False, '1': True, '0': False}[text.lower()]
             elif isinstance(default, (int, float)):
                 value = ast.literal_eval(text)
@@ -125,7 +132,8 @@ def parse_overrides(argv, defaults):
             else:
                 value = text
         except (ValueError, SyntaxError, KeyError):
-            raise UserError(f'--{name}={text}: expected {type(default).__name__} like the default {default!r}') from None
+            expected = EXPECTED.get(name, f'{type(default).__name__} like the default {default!r}')
+            raise UserError(f'--{name}={text}: expected {expected}') from None
         if name in CHOICES and value not in CHOICES[name]:
             raise UserError(f'--{name}={text}: expected one of {", ".join(CHOICES[name])}')
         if name in POSITIVE and value <= 0:
@@ -134,6 +142,23 @@ def parse_overrides(argv, defaults):
             raise UserError(f'--{name}={text}: must be at least 0 and below 1')
         overrides[name] = value
     return overrides
+
+
+EXPECTED = {'image_size': "one side like 256, WIDTHxHEIGHT like 512x256, or 0 for the files' own size"}
+
+
+def image_size_value(text):
+    """'256' -> 256, '512x256' -> '512x256' (width x height), '256x256' -> 256: a square
+    stays an int, as older checkpoints hold it, so resuming one compares equal."""
+    match = re.fullmatch(r'(\d+)(?:x(\d+))?', text.strip().lower())
+    if not match:
+        raise ValueError(text)
+    width, height = int(match[1]), int(match[2] or match[1])
+    if width == height:
+        return width
+    if not width or not height:
+        raise ValueError(text)
+    return f'{width}x{height}'
 
 
 # the settings are parsed before the heavy imports, so a typo fails at once
@@ -155,7 +180,7 @@ import hooks
 import training
 import visualize
 from FCN_network import GENERATORS, check_sides, pick_device
-from facades_dataset import FacadesDataset, split_source, to_float
+from facades_dataset import FacadesDataset, make_split, split_source, to_float
 from files import atomic_write
 
 
@@ -171,6 +196,10 @@ def main(overrides):
         print('config: ' + ' '.join(f'{k}={v}' for k, v in cfg.items()), flush=True)
         check_output_folders(cfg)
     try:
+        if is_main:  # before the other processes read the lists, at load_split's barrier
+            made = make_split(cfg['dataset'], cfg['val_fraction'], cfg['seed'], cfg['skip_bad_images'])
+            if made:
+                print(made, flush=True)
         train_set = load_split(cfg, 'train', rank, world_size)
         val_set = load_split(cfg, 'val', rank, world_size)
         if is_main:
@@ -302,7 +331,7 @@ def load_split(cfg, split, rank, world_size):
     data = data or make()
     if data.skipped and rank == 0:
         print(f'skipped {len(data.skipped)} unreadable {split} images (skip_bad_images is on)')
-    check_sides(data.image_shape, cfg['model'], data.source, 'set image_size to one (e.g. 256)')
+    check_sides(data.image_shape, cfg['model'], data.source, 'set image_size to such a size (one side or WIDTHxHEIGHT)')
     first_side, multiple = training.patch_side(cfg, 1), GENERATORS[cfg['model']].side_multiple
     if split == 'train' and first_side and first_side % multiple:
         raise UserError(f"--patch_size={cfg['patch_size']}: {cfg['model']} needs a multiple of {multiple} "

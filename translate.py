@@ -3,15 +3,15 @@ that predict.py and demo.py share, so the demo shows what predict.py writes."""
 import torch
 
 from FCN_network import GENERATORS, generate
-from facades_dataset import resize_rgb, to_float, to_uint8
+from facades_dataset import parse_image_size, resize_rgb, to_float, to_uint8
 
 
 def network_size(height, width, config):
-    """(height, width) the network takes: the training image_size, or with
-    image_size 0 (trained at native size) each side rounded to the nearest
-    multiple that the network's downsampling needs."""
+    """(height, width) the network takes: the training image_size (a square or
+    WIDTHxHEIGHT), or with image_size 0 (trained at native size) each side
+    rounded to the nearest multiple that the network's downsampling needs."""
     if config['image_size']:
-        return config['image_size'], config['image_size']
+        return parse_image_size(config['image_size'])
     multiple = GENERATORS[config['model']].side_multiple
     return tuple(max(multiple, round(side / multiple) * multiple) for side in (height, width))
 

@@ -42,6 +42,21 @@ def write_pairs(folder, count, size=32, seed=0, start=1):
     return folder
 
 
+def write_ab_pairs(folder, count, size=32, seed=0, start=1, suffixes=('.png', '.png')):
+    """count pairs as folder/A/N and folder/B/N (start, start+1, ...): the halves of
+    make_pair, input in A, target in B, written with the given suffixes."""
+    folder = Path(folder)
+    rng = np.random.default_rng(seed)
+    for side, suffix in zip('AB', suffixes):
+        (folder / side).mkdir(parents=True, exist_ok=True)
+    for i in range(start, start + count):
+        pair = make_pair(rng, size)
+        for half, (side, suffix) in enumerate(zip('AB', suffixes)):
+            cv2.imwrite(str(folder / side / f'{i}{suffix}'),
+                        cv2.cvtColor(pair[:, half * size:(half + 1) * size], cv2.COLOR_RGB2BGR))
+    return folder
+
+
 def write_tiny_dataset(root):
     """root/train (8 pairs) and root/val (4 pairs) of 32x32 halves."""
     write_pairs(root / 'train', 8, seed=1)

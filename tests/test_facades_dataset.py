@@ -8,9 +8,9 @@ import pytest
 import torch
 
 import facades_dataset
-from conftest import REAL_DATA, make_pair, write_pairs
-from facades_dataset import JITTER_PAD, DatasetError, FacadesDataset, decode_pair, list_images, read_rgb, \
-    to_float
+from conftest import REAL_DATA, make_pair, write_ab_pairs, write_pairs
+from facades_dataset import JITTER_PAD, DatasetError, FacadesDataset, decode_pair, list_images, make_split, \
+    parse_image_size, read_rgb, to_float
 
 
 def dataset(source, tmp_path, **kwargs):
@@ -337,6 +337,191 @@ def test_mixed_native_sizes_are_refused(tmp_path):
     write_pairs(tmp_path, 1, size=16, start=2)
     with pytest.raises(DatasetError, match='2.jpg: size 32x16 differs'):
         dataset(tmp_path, tmp_path, image_size=0)
+
+
+def flat(path, colour, width, height):
+    """A one-colour image of width x height (RGB colour), in the format path's suffix names."""
+    cv2.imwrite(str(path), np.full((height, width, 3), colour[::-1], np.uint8))
+
+
+def test_a_and_b_are_matched_by_name_whatever_their_format_and_size(tmp_path):
+    """Inputs in A/ and targets in B/, paired by stem across formats and sizes, each
+    half resized to image_size (here 24x16); a flat colour per file shows which file
+    went where, through both directions."""
+    files = {'1': (('A/1.jpg', 40, 24), ('B/1.png', 20, 30)), '2': (('A/2.png', 16, 16), ('B/2.bmp', 64, 8)),
+             '10': (('A/10.bmp', 30, 50), ('B/10.jpeg', 24, 16))}
+    colours = {}
+    for stem, sides in files.items():
+        for k, (name, width, height) in enumerate(sides):
+            (tmp_path / name).parent.mkdir(exist_ok=True)
+            colours[stem, k] = (40 * len(colours) + 20, 200 - 30 * len(colours), 90 + 20 * k)
+            flat(tmp_path / name, colours[stem, k], width, height)
+    for direction in ('AtoB', 'BtoA'):
+        data = dataset(tmp_path, tmp_path, image_size='24x16', direction=direction)
+        assert [data.file_of(i).name for i in range(len(data))] == ['1.jpg', '2.png', '10.bmp']
+        pair = data.pair_batch(range(3))
+        assert pair.shape == (2, 3, 3, 16, 24)
+        for i, stem in enumerate(files):
+            for plane in (0, 1):
+                side = plane if direction == 'AtoB' else 1 - plane
+                assert (pair[plane, i].int() - torch.tensor(colours[stem, side]).view(3, 1, 1)).abs().max() <= 2, \
+                    (direction, stem, plane)
+
+
+@pytest.mark.parametrize('image_size, augment', [(32, False), (16, True), ('48x16', True), (0, False)])
+def test_a_b_and_left_right_give_identical_batches(tmp_path, image_size, augment):
+    """The same pairs as left|right PNGs and as A/ and B/ PNGs (lossless): the same
+    stored pixels, and the same batches, shifts and mirrors included."""
+    write_ab_pairs(tmp_path / 'ab', 5, seed=3)
+    (tmp_path / 'lr').mkdir()
+    for i in range(1, 6):
+        halves = [cv2.imread(str(tmp_path / 'ab' / side / f'{i}.png')) for side in 'AB']
+        cv2.imwrite(str(tmp_path / 'lr' / f'{i}.png'), np.concatenate(halves, axis=1))
+    ab, lr = (dataset(tmp_path / name, tmp_path, image_size=image_size, augment=augment) for name in ('ab', 'lr'))
+    assert ab.cache_path != lr.cache_path and np.array_equal(ab.pixels, lr.pixels)
+    generators = [torch.Generator().manual_seed(5) if augment else None for _ in range(2)]
+    order = [3, 0, 4, 1]
+    assert torch.equal(ab.pair_batch(order, generators[0]), lr.pair_batch(order, generators[1]))
+    assert [ab.file_of(i).stem for i in order] == [lr.file_of(i).stem for i in order]
+
+
+def test_a_and_b_may_differ_in_size_only_when_resized(tmp_path):
+    flat(tmp_path / 'A_1.png', (10, 20, 30), 32, 32)
+    flat(tmp_path / 'B_1.png', (10, 20, 30), 16, 32)
+    with pytest.raises(DatasetError, match=r'B_1.png: 16x32 differs from 32x32 of .*A_1.png \(set image_size'):
+        decode_pair((tmp_path / 'A_1.png', tmp_path / 'B_1.png'), 0)
+    assert decode_pair((tmp_path / 'A_1.png', tmp_path / 'B_1.png'), '16x8').shape == (8, 32, 3)
+
+
+def ab_folder(tmp_path, inputs, targets):
+    """A/ and B/ holding flat images of the given names (None: no such folder)."""
+    for side, names in (('A', inputs), ('B', targets)):
+        if names is not None:
+            (tmp_path / side).mkdir()
+            for name in names:
+                flat(tmp_path / side / name, (100, 100, 100), 16, 16)
+    return tmp_path
+
+
+@pytest.mark.parametrize('case, inputs, targets, message', [
+    ('only in one', [f'{i}.jpg' for i in range(1, 9)], ['1.png', '2.png', 'x.png'],
+     r'^7 files in only one of \S+/A and \S+/B: \S+/A/3.jpg, \S+/A/4.jpg, \S+/A/5.jpg, \S+/A/6.jpg, \S+/A/7.jpg '
+     r'and 2 more \(every input needs a target of the same name; set skip_bad_images'),
+    ('same name twice', ['1.jpg', '1.png', '2.jpg'], ['1.png', '2.png'],
+     r'\S+/A/1.jpg and \S+/A/1.png have the same name'),
+    ('same name twice in B', ['1.jpg'], ['1.png', '1.tif'], r'\S+/B/1.png and \S+/B/1.tif have the same name'),
+    ('empty A', [], ['1.png'], r'/A: no images found$'),
+    ('empty B', ['1.png'], [], r'/B: no images found$'),
+    ('A without B', ['1.png'], None, r'/A has no B/ beside it'),
+    ('B without A', None, ['1.png'], r'/B has no A/ beside it'),
+])
+def test_a_b_folders_that_do_not_pair_up_are_one_line_errors(tmp_path, case, inputs, targets, message):
+    ab_folder(tmp_path, inputs, targets)
+    with pytest.raises(DatasetError, match=message) as info:
+        dataset(tmp_path, tmp_path)
+    assert '\n' not in str(info.value), case
+    if case != 'only in one':  # not made either, whatever the settings
+        with pytest.raises(DatasetError, match=message):
+            make_split(tmp_path, 0.1, skip_unmatched=True)
+
+
+def test_skip_bad_images_skips_unmatched_files_with_a_warning(tmp_path):
+    ab_folder(tmp_path, ['1.jpg', '2.jpg', '3.jpg'], ['2.png', '3.png', '4.png'])
+    with pytest.warns(UserWarning, match=r'skipping 2 files in only one of .*A/1.jpg, .*B/4.png$'):
+        data = dataset(tmp_path, tmp_path, skip_bad_images=True)
+    assert [data.file_of(i).name for i in range(len(data))] == ['2.jpg', '3.jpg']
+
+
+def test_a_list_entry_whose_files_are_missing_is_an_error(tmp_path):
+    ab_folder(tmp_path, ['1.jpg', '2.jpg'], ['1.png', '2.png', '3.png'])
+    (tmp_path / 'list.txt').write_text('A/1.jpg\nA/4.jpg\n')  # neither A/4 nor B/4
+    with pytest.raises(DatasetError, match=r'^1 inputs listed in \S+list.txt have no file of their name in B/: '
+                                           r'\S+/A/4.jpg \('):
+        dataset(tmp_path / 'list.txt', tmp_path)
+    (tmp_path / 'list.txt').write_text('A/1.jpg\nA/3.jpg\n')  # B/3 without A/3
+    with pytest.raises(DatasetError, match=r'\S+/A/3.jpg: cannot read'):
+        dataset(tmp_path / 'list.txt', tmp_path)
+    (tmp_path / 'list.txt').write_text('A/2.jpg\n')
+    assert [files.name for files in dataset(tmp_path / 'list.txt', tmp_path).pairs[0]] == ['2.jpg', '2.png']
+
+
+def test_a_made_split_is_seeded_stable_and_read_back(tmp_path):
+    write_ab_pairs(tmp_path / 'mine', 25, suffixes=('.jpg', '.png'))
+    lists = [tmp_path / 'mine' / f'{split}_list.txt' for split in ('train', 'val')]
+    line = make_split(tmp_path / 'mine', 0.1, seed=0)
+    assert line.startswith(f'made a validation split of {tmp_path / "mine"}: 23 train, 2 val pairs') and \
+        str(lists[0]) in line and str(lists[1]) in line
+    train, val = (path.read_text().splitlines() for path in lists)
+    assert len(val) == 2 and sorted(train + val) == sorted(f'A/{i}.jpg' for i in range(1, 26))
+    written = [path.stat().st_mtime_ns for path in lists]
+    assert make_split(tmp_path / 'mine', 0.5, seed=1) is None  # made once: the lists stand
+    assert [path.stat().st_mtime_ns for path in lists] == written
+    for path in lists:  # made again: the same draw
+        path.unlink()
+    make_split(tmp_path / 'mine', 0.1, seed=0)
+    assert [path.read_text().splitlines() for path in lists] == [train, val]
+    for path in lists:
+        path.unlink()
+    make_split(tmp_path / 'mine', 0.1, seed=1)
+    assert lists[1].read_text().splitlines() != val
+    # what the loader reads back: the listed pairs, from any working directory
+    data = dataset(lists[1], tmp_path)
+    assert [data.file_of(i) for i in range(len(data))] == [tmp_path / 'mine' / name
+                                                           for name in lists[1].read_text().split()]
+    write_ab_pairs(tmp_path / 'mine', 2, start=26, suffixes=('.jpg', '.png'))
+    assert make_split(tmp_path / 'mine', 0.1).startswith('note: 2 inputs in ')
+
+
+@pytest.mark.parametrize('count, fraction, val', [(2, 0.1, 1), (30, 0.0, 1), (30, 0.25, 8), (3, 0.9, 2)])
+def test_a_made_split_holds_out_at_least_one_pair_and_trains_on_one(tmp_path, count, fraction, val):
+    write_ab_pairs(tmp_path, count, size=16)
+    make_split(tmp_path, fraction)
+    assert len((tmp_path / 'val_list.txt').read_text().split()) == val
+    assert len((tmp_path / 'train_list.txt').read_text().split()) == count - val
+
+
+def test_a_split_of_one_pair_or_into_a_read_only_folder_is_one_line(tmp_path, monkeypatch):
+    write_ab_pairs(tmp_path, 1, size=16)
+    with pytest.raises(DatasetError, match=r'1 pair; a validation split needs at least 2'):
+        make_split(tmp_path, 0.1)
+    write_ab_pairs(tmp_path, 1, size=16, start=2)
+
+    def refuse(path, data):
+        raise PermissionError(13, 'Permission denied', str(path))
+    monkeypatch.setattr(facades_dataset, 'atomic_write', refuse)
+    with pytest.raises(DatasetError, match=r'^cannot write a validation split into \S+ \(Permission denied\); make it '
+                                           r'writable, or split the pairs yourself into \S+/train/ and \S+/val/$'):
+        make_split(tmp_path, 0.1)
+
+
+def test_a_train_folder_without_val_is_split_too(tmp_path):
+    write_pairs(tmp_path / 'train', 10)
+    assert make_split(tmp_path, 0.2, seed=0).startswith(f'made a validation split of {tmp_path / "train"}: 8 train')
+    assert all(line.startswith('train/') for line in (tmp_path / 'val_list.txt').read_text().split())
+    assert len(dataset(tmp_path / 'val_list.txt', tmp_path)) == 2
+    (tmp_path / 'other' / 'val').mkdir(parents=True)  # a split of its own: nothing made
+    write_pairs(tmp_path / 'other' / 'train', 2)
+    assert make_split(tmp_path / 'other', 0.1) is None and not (tmp_path / 'other' / 'val_list.txt').exists()
+
+
+@pytest.mark.parametrize('value, shape', [(256, (256, 256)), ('512x256', (256, 512)), ('64X32', (32, 64)),
+                                          (' 32 ', (32, 32)), (0, None), ('0', None)])
+def test_image_size_forms(value, shape):
+    assert parse_image_size(value) == shape
+
+
+@pytest.mark.parametrize('value', ['64x', 'x32', '0x32', '64x0', '-1', '64*32', '64x32x2', '', 'big'])
+def test_bad_image_size_forms(value):
+    with pytest.raises(DatasetError, match='expected a side like 256, WIDTHxHEIGHT like 512x256'):
+        parse_image_size(value)
+
+
+def test_non_square_image_size_resizes_each_half(tmp_path):
+    write_pairs(tmp_path / 'split', 2, size=32)
+    data = dataset(tmp_path / 'split', tmp_path, image_size='64x32', augment=True)
+    assert data.image_shape == (32, 64) and item(data, 0)[0].shape == (3, 32, 64)
+    pair = data.cut_pairs(data.gather([0, 1]), torch.Generator().manual_seed(0), side=48)
+    assert pair.shape == (2, 2, 3, 32, 48)  # a patch fits each side
 
 
 @pytest.mark.skipif(not (REAL_DATA / 'facades').is_dir(), reason='real facades data not present')

@@ -161,3 +161,20 @@ def test_mirror_and_device_flags(checkpoint_path, tmp_path):
                             check=False)
         assert result.returncode == 1 and result.stderr.strip() == 'error: --device=cuda: CUDA is not available ' \
             'on this machine'
+
+
+@pytest.mark.parametrize('direction, side', [('AtoB', 'A'), ('BtoA', 'B')])
+def test_a_folder_of_a_and_b_gives_the_inputs_of_the_direction(tmp_path, direction, side):
+    """A dataset folder of one's own: the inputs are A/ for an AtoB network, B/ for
+    BtoA (the shapes of the outputs show which folder was read)."""
+    shapes = {'A': {'1': (20, 30), '2': (24, 16)}, 'B': {'1': (40, 10), '2': (8, 8)}}
+    for folder, images in shapes.items():
+        (tmp_path / 'mine' / folder).mkdir(parents=True)
+        for name, shape in images.items():
+            cv2.imwrite(str(tmp_path / 'mine' / folder / f'{name}.{"png" if folder == "A" else "jpg"}'),
+                        np.zeros((*shape, 3), np.uint8))
+    constant = constant_colour_checkpoint(tmp_path / 'constant.pth', (10, 200, 30), direction=direction)
+    result = run_script('predict.py', constant, tmp_path / 'mine', '--out', tmp_path / 'out', cwd=tmp_path)
+    assert 'wrote 2 of 2' in result.stdout
+    for name, shape in shapes[side].items():
+        assert cv2.imread(str(tmp_path / 'out' / f'{name}.png')).shape == (*shape, 3)

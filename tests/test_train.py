@@ -1,5 +1,6 @@
 import ast
 import csv
+import json
 import os
 import pickle
 import shlex
@@ -20,7 +21,7 @@ import checkpoint
 import files
 import visualize
 from FCN_network import build_generator
-from conftest import REAL_DATA, REPO, run_script, tiny_run_args, write_pairs, write_tiny_dataset
+from conftest import REAL_DATA, REPO, run_script, tiny_run_args, write_ab_pairs, write_pairs, write_tiny_dataset
 from facades_dataset import FacadesDataset, to_float
 
 
@@ -199,6 +200,10 @@ def test_gan_term_alone_trains_the_generator_under_both_losses(pairs_dir, tmp_pa
     ('--direction=AtoC', 'expected one of AtoB, BtoA'),
     ('--model=resnet', 'expected one of fcn, unet256'),
     ('--batch_size=0', 'must be greater than 0'),
+    ('--image_size=64x', "expected one side like 256, WIDTHxHEIGHT like 512x256, or 0 for the files' own size"),
+    ('--image_size=0x32', 'expected one side like 256, WIDTHxHEIGHT'),
+    ('--image_size=-8', 'expected one side like 256, WIDTHxHEIGHT'),
+    ('--val_fraction=1.5', 'must be at least 0 and below 1'),
     ('num_epochs=3', 'unknown setting'),
 ])
 def test_bad_settings_are_one_line_errors(tmp_path, argument, message):
@@ -217,13 +222,22 @@ def test_overrides_are_typed():
     assert train.parse_overrides(['--lr=1'], train.config)['lr'] == 1.0
 
 
+def test_image_size_takes_one_side_or_width_x_height():
+    """Squares stay ints, as older checkpoints hold them, so resuming one compares equal."""
+    import train
+    for text, value in (('512x256', '512x256'), ('64X32', '64x32'), ('256x256', 256), ('48', 48), ('0', 0),
+                        ('0x0', 0)):
+        assert train.parse_overrides([f'--image_size={text}'], train.config) == {'image_size': value}, text
+
+
 def test_missing_dataset_names_the_download_command(tmp_path):
     result = run_script('train.py', '--dataset=cityscapes', cwd=tmp_path, check=False)
     assert result.returncode != 0 and 'bash download_facades_dataset.sh cityscapes' in result.stderr
     assert 'Traceback' not in result.stderr
 
 
-@pytest.mark.parametrize('model, image_size, multiple', [('fcn', 0, 16), ('unet256', 0, 256), ('unet256', 32, 256)])
+@pytest.mark.parametrize('model, image_size, multiple', [('fcn', 0, 16), ('unet256', 0, 256), ('unet256', 32, 256),
+                                                         ('fcn', '48x40', 16)])
 def test_image_size_the_network_cannot_take_is_reported_before_training(tmp_path, model, image_size, multiple):
     """40x40 halves at their native size (image_size 0), or resized to 32: one line
     naming the multiple the network needs, and no epoch starts."""
@@ -234,6 +248,8 @@ def test_image_size_the_network_cannot_take_is_reported_before_training(tmp_path
     assert result.returncode != 0 and 'epoch 1' not in result.stdout and 'Traceback' not in result.stderr
     last = result.stderr.strip().splitlines()[-1]  # after the decoding progress bar
     assert last.startswith('error: ') and f'{model} needs sides that are multiples of {multiple}' in last
+    if image_size == '48x40':  # width x height, and the nearest size the network takes
+        assert 'are 48x40 per half' in last and 'such as 48x32; set image_size to such a size' in last
 
 
 def test_unwritable_output_folder_is_reported_before_training(pairs_dir, tmp_path):
@@ -566,3 +582,79 @@ def test_a_file_killed_half_written_keeps_its_previous_version(pairs_dir, tmp_pa
     assert [p.name for p in path.parent.glob(f'*{path.suffix}')] == [name]
     files.atomic_write(path, b'new')
     assert path.read_bytes() == b'new' and not list(path.parent.glob('.*.tmp'))
+
+
+def test_own_pairs_in_a_and_b_get_a_validation_split_made_once(tmp_path):
+    """A/ and B/ alone: the first run holds out a seeded tenth as list files beside
+    the data and says so in one line; the resumed run and evaluate.py read the
+    same lists, and so does a fresh run."""
+    data = write_ab_pairs(tmp_path / 'mine', 20, suffixes=('.jpg', '.png'))
+    lists = [data / 'train_list.txt', data / 'val_list.txt']
+    first = train(data, tmp_path / 'run', num_epochs=1)
+    made = [line for line in first.stdout.splitlines() if line.startswith('made a validation split')]
+    assert len(made) == 1 and ': 18 train, 2 val pairs' in made[0] and f'{lists[0]} and {lists[1]}' in made[0]
+    assert 'data: 18 train, 2 val pairs' in first.stdout
+    split = [(path.read_text(), path.stat().st_mtime_ns) for path in lists]
+    val_stems = [Path(line).stem for line in split[1][0].split()]
+    resumed = train(data, tmp_path / 'run', '--resume', num_epochs=2)
+    assert 'resumed from epoch 1' in resumed.stdout and 'made a' not in resumed.stdout
+    assert 'data: 18 train, 2 val pairs' in resumed.stdout
+    assert sorted(p.stem for p in (tmp_path / 'run' / 'val_results' / 'epoch_2').glob('*.png')) == sorted(val_stems)
+    fresh = train(data, tmp_path / 'again', num_epochs=1, seed=1)
+    assert 'made a' not in fresh.stdout
+    assert [(path.read_text(), path.stat().st_mtime_ns) for path in lists] == split
+    run_script('evaluate.py', tmp_path / 'run' / 'checkpoints' / 'latest.pth', '--out', tmp_path / 'scores',
+               cwd=tmp_path)
+    metrics = json.loads((tmp_path / 'scores' / 'metrics.json').read_text())
+    assert metrics['data'] == str(lists[1]) and metrics['images'] == 2
+    assert sorted(p.stem for p in (tmp_path / 'scores').glob('*.png')) == sorted(val_stems)
+    assert metrics['l1'] == pytest.approx(checkpoint.load(tmp_path / 'run' / 'checkpoints' / 'latest.pth')
+                                          ['history'][-1]['val_l1'], rel=1e-5)
+
+
+def test_unmatched_pairs_stop_the_run_in_one_line_or_are_skipped(tmp_path):
+    data = write_ab_pairs(tmp_path / 'mine', 6)
+    (data / 'B' / '6.png').unlink()
+    (data / 'B' / '5.png').rename(data / 'B' / 'five.png')
+    result = train(data, tmp_path / 'run', check=False)
+    assert result.returncode == 1 and result.stderr.count('\n') == 1 and result.stderr == \
+        f'error: 3 files in only one of {data / "A"} and {data / "B"}: {data / "A" / "5.png"}, ' \
+        f'{data / "A" / "6.png"}, {data / "B" / "five.png"} (every input needs a target of the same name; ' \
+        'set skip_bad_images to skip them)\n'
+    assert not (data / 'val_list.txt').exists() and 'epoch 1' not in result.stdout
+    result = train(data, tmp_path / 'run', num_epochs=1, skip_bad_images=True)
+    assert 'UserWarning: skipping 3 files in only one of' in result.stderr
+    assert 'data: 3 train, 1 val pairs' in result.stdout and 'epoch 1:' in result.stdout
+
+
+def test_a_non_square_run_keeps_its_shape_in_panels_evaluation_and_predictions(tmp_path):
+    """image_size 64x32 (width x height) on a split of one's own into train/{A,B} and
+    val/{A,B}, of several sizes: patches, whole images, panels, evaluate.py and
+    predict.py all keep 32 rows by 64 columns."""
+    data = tmp_path / 'mine'
+    write_ab_pairs(data / 'train', 8, size=32, seed=1)
+    write_ab_pairs(data / 'train', 4, size=16, seed=2, start=9, suffixes=('.jpg', '.png'))
+    write_ab_pairs(data / 'val', 3, size=48, seed=3)
+    result = train(data, tmp_path, image_size='64x32', patch_size=16, num_epochs=2)  # epoch 1 on 16x16 patches
+    assert 'data: 12 train, 3 val pairs' in result.stdout and 'made a' not in result.stdout
+    latest = tmp_path / 'checkpoints' / 'latest.pth'
+    assert checkpoint.load(latest)['config']['image_size'] == '64x32'
+    for split in ('train_results', 'val_results'):
+        panels = sorted((tmp_path / split / 'epoch_2').glob('*.png'))
+        assert len(panels) == 2 and all(cv2.imread(str(p)).shape == (32, 192, 3) for p in panels)
+        assert (tmp_path / split / 'index.html').is_file()
+    run_script('evaluate.py', latest, '--data_dir', data / 'val', '--out', tmp_path / 'scores', cwd=tmp_path)
+    assert [cv2.imread(str(p)).shape for p in sorted((tmp_path / 'scores').glob('*.png'))] == [(32, 192, 3)] * 3
+    # predict.py: an input of the training size goes through unresized, so its output is the network's own
+    photo = np.random.default_rng(0).integers(0, 256, (32, 64, 3), np.uint8)
+    cv2.imwrite(str(tmp_path / 'photo.png'), photo)
+    cv2.imwrite(str(tmp_path / 'tall.png'), photo[:, :20])
+    for image in ('photo.png', 'tall.png'):
+        run_script('predict.py', latest, tmp_path / image, '--out', tmp_path / 'predictions', cwd=tmp_path)
+    generator, _ = checkpoint.load_generator(latest)
+    with torch.no_grad():
+        rgb = torch.from_numpy(cv2.cvtColor(photo, cv2.COLOR_BGR2RGB)).permute(2, 0, 1)[None].float() / 127.5 - 1
+        expected = ((generator(rgb)[0].clamp(-1, 1) + 1) * 127.5).round().permute(1, 2, 0).numpy()
+    output = cv2.cvtColor(cv2.imread(str(tmp_path / 'predictions' / 'photo.png')), cv2.COLOR_BGR2RGB)
+    assert output.shape == (32, 64, 3) and np.abs(output - expected).max() <= 1
+    assert cv2.imread(str(tmp_path / 'predictions' / 'tall.png')).shape == (32, 20, 3)
