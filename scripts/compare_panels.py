@@ -36,7 +36,7 @@ def main():
     gap = np.full((args.gap, rows[0].shape[1], 3), 255, np.uint8)
     picture = np.concatenate([part for row in rows for part in (row, gap)][:-1], axis=0)
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    cv2.imwrite(str(args.out), picture, [cv2.IMWRITE_JPEG_QUALITY, 90])
+    cv2.imwrite(str(args.out), picture, [cv2.IMWRITE_JPEG_QUALITY, 85] if args.out.suffix.lower() in ('.jpg', '.jpeg') else [])
     print(f'wrote {args.out}: {len(rows)} images x (input, {len(args.runs)} runs, target)')
 
 

@@ -56,7 +56,7 @@ def test_build_generator():
 def test_check_sides_names_the_multiple():
     check_sides((256, 512), 'unet256', 'x', 'advice')
     check_sides((48, 80), 'fcn', 'x', 'advice')
-    with pytest.raises(SizeError, match='are 80x40 per half, but fcn needs sides that are multiples of 16; fix it'):
+    with pytest.raises(SizeError, match='are 80x40 per half, but fcn needs sides that are multiples of 16, such as 80x32; fix it'):
         check_sides((40, 80), 'fcn', 'x', 'fix it')
     with pytest.raises(SizeError, match='multiples of 256'):
         check_sides((256, 128), 'unet256', 'x', 'fix it')
