@@ -92,7 +92,7 @@ def example_label_maps(config, side):
         examples = {}
         for path in paths:
             try:
-                pair = decode_pair(path, side)
+                pair = decode_pair((path,), side)
             except DatasetError:
                 continue
             half = pair[:, side:] if config['direction'] == 'BtoA' else pair[:, :side]

@@ -15,7 +15,7 @@ import csv
 import sys
 from pathlib import Path
 
-SEED_L1 = 0.3823  # the assignment's facades result after 1000 GPU epochs
+ASSIGNMENT_L1 = 0.3823  # the assignment's facades result after 1000 GPU epochs
 
 
 def read_curve(path):
@@ -34,7 +34,7 @@ def read_curve(path):
     return points, summed
 
 
-def plot(path, curves, title, seed_l1=SEED_L1):
+def plot(path, curves, title, assignment_l1=ASSIGNMENT_L1):
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
     figure = Figure(figsize=(8, 5), layout='constrained')
@@ -44,11 +44,11 @@ def plot(path, curves, title, seed_l1=SEED_L1):
         best = min(l1 for _, l1 in points)
         suffix = ' (epoch seconds summed)' if summed else ''
         axis.plot(*zip(*points), label=f'{label}: best {best:.4f}{suffix}')
-    axis.axhline(seed_l1, color='grey', linestyle='--', label=f"the assignment's 1000 GPU epochs: {seed_l1}")
+    axis.axhline(assignment_l1, color='grey', linestyle='--', label=f"the assignment's 1000 GPU epochs: {assignment_l1}")
     axis.set_xlabel('wall-clock minutes from launch')
     axis.set_ylabel('facades val L1 (lower is better)')
     low = min(l1 for points, _ in curves.values() for _, l1 in points)
-    axis.set_ylim(low - 0.01, max(seed_l1 + 0.06, low + 0.1))
+    axis.set_ylim(low - 0.01, max(assignment_l1 + 0.06, low + 0.1))
     axis.set_title(title, fontsize=10)
     axis.grid(alpha=0.3)
     axis.legend(fontsize=8)
