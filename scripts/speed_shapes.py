@@ -7,9 +7,12 @@
 Each configuration is a real `python train.py --amp=off --num_epochs=N` in its
 own process (fcn 5 epochs: 2 on patches, 3 whole; unet256 4), the
 configurations taken in turn, round after round, so that load from other jobs
-falls on all alike. An epoch's seconds are train.py's own (metrics.csv:
-training plus validation); the first epoch (warm-up) and the last (saving) are
-left out, and the table gives the best round. Peak RSS is the process's
+falls on all alike. An epoch's wall seconds are train.py's own (metrics.csv:
+training plus validation), its CPU seconds the process's user + system time
+between two rewrites of metrics.csv (less sensitive to other jobs than wall
+time; 2 threads on 2 idle cores make about twice the wall time); the first
+epoch (warm-up) and the last (saving) are left out, and the table gives the
+best round. Peak RSS is the process's
 (ru_maxrss, memory-mapped cache pages included); peak private is RssAnon,
 sampled every 0.1 s. Every run records the load averages before it.
 `layouts` writes facades' halves as A/ and B/ JPEGs (OpenCV's quality 95) into
@@ -36,15 +39,22 @@ SIZES = ('256', '512x256', '512x512')
 MODELS = {'fcn': 5, 'unet256': 4}  # model: epochs per run
 
 
-def peak_private_mb(pid, peak, stop):
-    """Sample the child's RssAnon until stop is set; the largest goes into peak[0]."""
+def watch(pid, metrics, seen, stop):
+    """Every 0.1 s until stop is set: the child's RssAnon, its largest in seen['private'],
+    and its CPU seconds each time metrics (the CSV, rewritten after every epoch) grows."""
+    ticks = os.sysconf('SC_CLK_TCK')
     while not stop.is_set():
         try:
             for line in Path(f'/proc/{pid}/status').read_text().splitlines():
                 if line.startswith('RssAnon:'):
-                    peak[0] = max(peak[0], int(line.split()[1]) / 1024)
+                    seen['private'] = max(seen['private'], int(line.split()[1]) / 1024)
+            fields = Path(f'/proc/{pid}/stat').read_text().rsplit(')', 1)[1].split()
+            cpu = (int(fields[11]) + int(fields[12])) / ticks  # utime + stime
         except OSError:
             return
+        rows = len(metrics.read_text().splitlines()) - 1 if metrics.exists() else 0
+        if rows > len(seen['cpu_at_epoch_end']):
+            seen['cpu_at_epoch_end'].append(cpu)
         stop.wait(0.1)
 
 
@@ -57,8 +67,9 @@ def run_train(settings, out):
     started = time.time()
     child = subprocess.Popen([sys.executable, str(REPO / 'train.py'), *args], cwd=REPO, stdout=subprocess.DEVNULL,
                              stderr=subprocess.PIPE, text=True)
-    peak, stop = [0.0], threading.Event()
-    sampler = threading.Thread(target=peak_private_mb, args=(child.pid, peak, stop), daemon=True)
+    seen, stop = {'private': 0.0, 'cpu_at_epoch_end': []}, threading.Event()
+    sampler = threading.Thread(target=watch, args=(child.pid, out / 'checkpoints' / 'metrics.csv', seen, stop),
+                               daemon=True)
     sampler.start()
     stderr = child.stderr.read()
     _, status, usage = os.wait4(child.pid, 0)
@@ -68,17 +79,31 @@ def run_train(settings, out):
         sys.exit(f'train.py {" ".join(args)} failed:\n{stderr}')
     lines = (out / 'checkpoints' / 'metrics.csv').read_text().splitlines()
     rows = [dict(zip(lines[0].split(','), line.split(','))) for line in lines[1:]]
+    ends = seen['cpu_at_epoch_end']
     return {'epochs': [float(row['seconds']) for row in rows], 'wall_s': round(time.time() - started, 1),
-            'peak_rss_mb': round(usage.ru_maxrss / 1024), 'peak_private_mb': round(peak[0]), 'load_before': load}
+            'cpu_epochs': [None] + [round(b - a, 2) for a, b in zip(ends, ends[1:])],
+            'peak_rss_mb': round(usage.ru_maxrss / 1024), 'peak_private_mb': round(seen['private']),
+            'load_before': load}
 
 
 def epoch_kinds(run, model, epochs, patch_epochs=0.5):
-    """{'patch': s, 'whole': s}: mean seconds of the epochs of each kind, less the first and last."""
+    """{'patch': s, 'whole': s, 'patch_cpu': s, 'whole_cpu': s}: the mean wall and CPU
+    seconds of the epochs of each kind, less the first and the last."""
     patches = epochs * patch_epochs if model == 'fcn' else 0
     kinds = {}
-    for epoch, seconds in enumerate(run['epochs'][1:-1], start=2):
-        kinds.setdefault('patch' if epoch <= patches else 'whole', []).append(seconds)
-    return {kind: statistics.mean(values) for kind, values in kinds.items()}
+    for epoch in range(2, len(run['epochs'])):
+        kind = 'patch' if epoch <= patches else 'whole'
+        kinds.setdefault(kind, []).append(run['epochs'][epoch - 1])
+        if epoch - 1 < len(run['cpu_epochs']):
+            kinds.setdefault(f'{kind}_cpu', []).append(run['cpu_epochs'][epoch - 1])
+    return {kind: round(statistics.mean(values), 2) for kind, values in kinds.items()}
+
+
+def cell(runs, kind):
+    """'wall s / CPU s' of an epoch kind, each the best round's; '-' where the runs have none."""
+    if kind not in runs[0]:
+        return '-'
+    return f'{min(run[kind] for run in runs):.2f} / {min(run[kind + "_cpu"] for run in runs):.2f} s'
 
 
 def loads(runs):
@@ -103,14 +128,15 @@ def sizes(args, work):
             run.update(epoch_kinds(run, model, MODELS[model]), round=round_)
             results[f'{model} {size}'].append(run)
             print(json.dumps({f'{model} {size}': run}), flush=True)
-    print('\n| network | image_size | patch epoch | whole epoch | peak RSS | peak private | load (1 min) |')
+    print('\n| network | image_size | patch epoch, wall / CPU | whole epoch, wall / CPU | peak RSS | peak private | '
+          'load (1 min) |')
     print('|---|---|---|---|---|---|---|')
     for (model, size) in configurations:
         runs = results[f'{model} {size}']
         later = runs[1:] or runs  # the first round also built the cache
-        best = [f'{min(run[kind] for run in runs):.2f} s' if kind in runs[0] else '-' for kind in ('patch', 'whole')]
         rss, private = (max(run[key] for run in later) for key in ('peak_rss_mb', 'peak_private_mb'))
-        print(f'| {model} | {size} | {best[0]} | {best[1]} | {rss} MB | {private} MB | {loads(runs)} |')
+        print(f'| {model} | {size} | {cell(runs, "patch")} | {cell(runs, "whole")} | {rss} MB | {private} MB | '
+              f'{loads(runs)} |')
     return results
 
 
@@ -127,7 +153,7 @@ def write_ab(source, folder):
 
 
 def layouts(args, work):
-    data = {'left|right': Path(args.data), 'A/ and B/': Path('/tmp/pix2pix_facades_ab')}
+    data = {'left|right': Path(args.data), 'A/ and B/': Path(tempfile.gettempdir()) / f'pix2pix_{Path(args.data).name}_ab'}
     for split in ('train', 'val'):
         write_ab(split_source(args.data, split), data['A/ and B/'] / split)
     results = {name: {'decode_s': [], 'runs': []} for name in data}
@@ -145,14 +171,15 @@ def layouts(args, work):
             run.update(epoch_kinds(run, 'fcn', MODELS['fcn']), round=round_)
             results[name]['runs'].append(run)
             print(json.dumps({name: run, 'decode_s': results[name]['decode_s'][-1]}), flush=True)
-    print('\n| layout | cache build (400 + 100 pairs) | patch epoch | whole epoch | peak RSS | load (1 min) |')
+    print('\n| layout | cache build (train + val) | patch epoch, wall / CPU | whole epoch, wall / CPU | peak RSS | '
+          'load (1 min) |')
     print('|---|---|---|---|---|---|')
     for name, result in results.items():
         runs = result['runs']
-        best = [min(run[kind] for run in runs) for kind in ('patch', 'whole')]
         rss = max(run['peak_rss_mb'] for run in runs[1:] or runs)
-        print(f'| {name} | {min(result["decode_s"]):.2f} s | {best[0]:.2f} s | {best[1]:.2f} s | {rss} MB | '
-              f'{loads(runs)} |')
+        label = name.replace('|', '\\|')  # a | inside a table cell
+        print(f'| {label} | {min(result["decode_s"]):.2f} s | {cell(runs, "patch")} | {cell(runs, "whole")} | '
+              f'{rss} MB | {loads(runs)} |')
     return results
 
 
