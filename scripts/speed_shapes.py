@@ -16,7 +16,9 @@ best round. Peak RSS is the process's
 (ru_maxrss, memory-mapped cache pages included); peak private is RssAnon,
 sampled every 0.1 s. Every run records the load averages before it.
 `layouts` writes facades' halves as A/ and B/ JPEGs (OpenCV's quality 95) into
-/tmp/pix2pix_facades_ab first, and times the cache build of both layouts.
+/tmp/pix2pix_facades_ab first, and times the cache build of both layouts and,
+after the runs, their data path alone (in one process, in turn), which is
+steadier than whole epochs on a VM.
 """
 import argparse
 import json
@@ -30,10 +32,11 @@ import time
 from pathlib import Path
 
 import cv2
+import torch
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
-from facades_dataset import FacadesDataset, dataset_root, list_images, split_source  # noqa: E402
+from facades_dataset import FacadesDataset, dataset_root, list_images, split_source, to_float  # noqa: E402
 
 SIZES = ('256', '512x256', '512x512')
 MODELS = {'fcn': 5, 'unet256': 4}  # model: epochs per run
@@ -152,6 +155,23 @@ def write_ab(source, folder):
             cv2.imwrite(str(folder / 'B' / f'{path.stem}.jpg'), image[:, half:])
 
 
+def data_path_epochs(data, cache, repeats=7):
+    """{layout: [seconds]}: the training data path alone (gather, random crop and
+    mirror, to float) over every training pair in batches of 8, the layouts taken
+    in turn; the step that follows is the same for both, as the batches are equal."""
+    sets = {name: FacadesDataset(split_source(root, 'train'), augment=True, cache_dir=cache, progress=False)
+            for name, root in data.items()}
+    seconds = {name: [] for name in sets}
+    for _ in range(repeats):
+        for name, data_set in sets.items():
+            generator = torch.Generator().manual_seed(0)
+            started = time.perf_counter()
+            for start in range(0, len(data_set), 8):
+                to_float(data_set.cut_pairs(data_set.gather(range(start, min(start + 8, len(data_set)))), generator))
+            seconds[name].append(round(time.perf_counter() - started, 4))
+    return seconds
+
+
 def layouts(args, work):
     data = {'left|right': Path(args.data), 'A/ and B/': Path(tempfile.gettempdir()) / f'pix2pix_{Path(args.data).name}_ab'}
     for split in ('train', 'val'):
@@ -165,21 +185,23 @@ def layouts(args, work):
                     FacadesDataset(split_source(root, split), augment=split == 'train', cache_dir=cache,
                                    progress=False)
                 results[name]['decode_s'].append(round(time.perf_counter() - started, 2))
-        for name, root in data.items():
+        for name, root in list(data.items())[::1 if round_ % 2 == 0 else -1]:  # either goes first in turn
             out = work / f'{name[0]}_{round_}'
             run = run_train(dict(dataset=root, num_epochs=MODELS['fcn'], cache_dir=work / 'cache'), out)
             run.update(epoch_kinds(run, 'fcn', MODELS['fcn']), round=round_)
             results[name]['runs'].append(run)
             print(json.dumps({name: run, 'decode_s': results[name]['decode_s'][-1]}), flush=True)
-    print('\n| layout | cache build (train + val) | patch epoch, wall / CPU | whole epoch, wall / CPU | peak RSS | '
-          'load (1 min) |')
-    print('|---|---|---|---|---|---|')
+    data_path_s = data_path_epochs(data, work / 'cache')
+    print('\n| layout | data path alone, an epoch | cache build (train + val) | patch epoch, wall / CPU | '
+          'whole epoch, wall / CPU | peak RSS | load (1 min) |')
+    print('|---|---|---|---|---|---|---|')
     for name, result in results.items():
         runs = result['runs']
         rss = max(run['peak_rss_mb'] for run in runs[1:] or runs)
         label = name.replace('|', '\\|')  # a | inside a table cell
-        print(f'| {label} | {min(result["decode_s"]):.2f} s | {cell(runs, "patch")} | {cell(runs, "whole")} | '
-              f'{rss} MB | {loads(runs)} |')
+        result['data_path_s'] = data_path_s[name]
+        print(f'| {label} | {statistics.median(data_path_s[name]):.3f} s | {min(result["decode_s"]):.2f} s | '
+              f'{cell(runs, "patch")} | {cell(runs, "whole")} | {rss} MB | {loads(runs)} |')
     return results
 
 
