@@ -3,7 +3,7 @@
 
     python evaluate.py l1.pth --out eval_results/l1
     python evaluate.py cgan.pth --out eval_results/cgan
-    python scripts/compare_panels.py docs/facades_BtoA_grid.jpg eval_results/l1 eval_results/cgan --images 1 2 3
+    python scripts/compare_panels.py docs/facades_BtoA_cpu.jpg eval_results/l1 eval_results/cgan --images 1 2 3
 """
 import argparse
 import sys
