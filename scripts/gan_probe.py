@@ -46,7 +46,7 @@ def fcn_score(generator, labeller, val_set, palette):
         indices = range(start, min(start + 20, len(val_set)))
         label_maps, photos = to_float(val_set.pair_batch(indices))
         output = generator(label_maps)
-        l1 += (output - photos).abs().mean().item() * len(indices)
+        l1 += metrics.l1(output, photos) * len(indices)
         confusion = confusion + metrics.label_confusion(to_uint8(labeller(output)), to_uint8(label_maps), palette)
     generator.train()
     return {'val_l1': round(l1 / len(val_set), 4),
@@ -79,7 +79,7 @@ def main():
     palette = metrics.PALETTES['facades']
     every = args.score_every or max(1, args.epochs // 3)
     name = ' '.join(args.settings) + (f' side={args.side}' if args.side else '')
-    rows = Path(REPO / 'sweeps' / 'gan_probes.jsonl')
+    rows = REPO / 'sweeps' / 'gan_probes.jsonl'
     rows.parent.mkdir(exist_ok=True)
     for epoch in range(1, args.epochs + 1):
         sampler.set_epoch(epoch)
