@@ -26,6 +26,9 @@ def init_pix2pix(module):
         elif isinstance(layer, nn.BatchNorm2d):
             nn.init.normal_(layer.weight, 1.0, 0.02)
             nn.init.zeros_(layer.bias)
+    for layer in module.modules():
+        if isinstance(layer, SubpixelConv):
+            layer.icnr_()
 
 
 def down_block(in_channels, out_channels, norm=True):
@@ -35,9 +38,45 @@ def down_block(in_channels, out_channels, norm=True):
     return layers
 
 
-def up_block(in_channels, out_channels):
-    return [nn.ConvTranspose2d(in_channels, out_channels, 4, stride=2, padding=1, bias=False),
-            nn.BatchNorm2d(out_channels)]
+UPSAMPLES = ('transpose', 'nearest', 'bilinear', 'subpixel')
+
+
+def upsample_conv(in_channels, out_channels, upsample, bias=True):
+    """Twice the side, out_channels: the paper's 4x4 stride-2 transposed convolution,
+    or a resize ('nearest', 'bilinear') then a 3x3 convolution, or a 3x3 convolution
+    to 4x the channels then a pixel shuffle ('subpixel', ICNR-initialised). Only the
+    transposed convolution's overlapping kernels leave a period-2^k lattice when trained
+    adversarially (Odena et al. 2016, "Deconvolution and checkerboard artifacts")."""
+    if upsample == 'transpose':
+        return [nn.ConvTranspose2d(in_channels, out_channels, 4, stride=2, padding=1, bias=bias)]
+    if upsample == 'subpixel':
+        return [SubpixelConv(in_channels, out_channels, bias)]
+    if upsample not in UPSAMPLES:
+        raise ValueError(f'unknown upsample {upsample!r}; expected one of {", ".join(UPSAMPLES)}')
+    return [nn.Upsample(scale_factor=2, mode=upsample), nn.Conv2d(in_channels, out_channels, 3, padding=1, bias=bias)]
+
+
+class SubpixelConv(nn.Sequential):
+    """A 3x3 convolution to 4x the channels, then PixelShuffle(2) (Shi et al. 2016).
+    Its init is ICNR (Aitken et al. 2017): the four sub-pixels of each output channel
+    start with one kernel, so at init it is a convolution then a nearest-neighbour
+    resize, free of the lattice; init_pix2pix keeps that (it draws one kernel per group)."""
+
+    def __init__(self, in_channels, out_channels, bias=True):
+        super().__init__(nn.Conv2d(in_channels, out_channels * 4, 3, padding=1, bias=bias), nn.PixelShuffle(2))
+        self.icnr_()
+
+    @torch.no_grad()
+    def icnr_(self):
+        conv = self[0]
+        kernel = conv.weight[::4].clone()  # PixelShuffle reads channel c*4 + k as sub-pixel k of c
+        conv.weight.copy_(kernel.repeat_interleave(4, 0))
+        if conv.bias is not None:
+            conv.bias.copy_(conv.bias[::4].repeat_interleave(4, 0))
+
+
+def up_block(in_channels, out_channels, upsample='transpose'):
+    return [*upsample_conv(in_channels, out_channels, upsample, bias=False), nn.BatchNorm2d(out_channels)]
 
 
 def encode_decode(down, up, x, skips):
@@ -62,7 +101,7 @@ class FullyConvNetwork(nn.Module):
     Sides must be multiples of 16.
     """
 
-    def __init__(self, width=8, skips=False):
+    def __init__(self, width=8, skips=False, upsample='transpose'):
         super().__init__()
         self.skips = skips
         w = [3, width, width * 2, width * 4, width * 8]
@@ -70,10 +109,10 @@ class FullyConvNetwork(nn.Module):
                                   for i in range(4))
         grow = 2 if skips else 1  # a skip doubles the channels an up block reads
         self.up = nn.ModuleList([
-            nn.Sequential(*up_block(w[4], w[3]), nn.ReLU(inplace=True)),
-            nn.Sequential(*up_block(w[3] * grow, w[2]), nn.ReLU(inplace=True)),
-            nn.Sequential(*up_block(w[2] * grow, w[1]), nn.ReLU(inplace=True)),
-            nn.Sequential(nn.ConvTranspose2d(w[1] * grow, 3, 4, stride=2, padding=1), nn.Tanh()),
+            nn.Sequential(*up_block(w[4], w[3], upsample), nn.ReLU(inplace=True)),
+            nn.Sequential(*up_block(w[3] * grow, w[2], upsample), nn.ReLU(inplace=True)),
+            nn.Sequential(*up_block(w[2] * grow, w[1], upsample), nn.ReLU(inplace=True)),
+            nn.Sequential(*upsample_conv(w[1] * grow, 3, upsample), nn.Tanh()),
         ])
 
     def forward(self, x):
@@ -86,7 +125,7 @@ class UNet256(nn.Module):
     follows the paper's code (LeakyReLU 0.2 down, ReLU up, no norm on the
     outermost and innermost down convolutions)."""
 
-    def __init__(self, width=64, dropout=0.5):
+    def __init__(self, width=64, dropout=0.5, upsample='transpose'):
         super().__init__()
         w = [3] + [width * m for m in (1, 2, 4, 8, 8, 8, 8, 8)]
         self.down = nn.ModuleList()
@@ -98,9 +137,8 @@ class UNet256(nn.Module):
         for i in range(7, 0, -1):  # innermost first; every block but the innermost reads a skip
             in_channels = w[i + 1] if i == 7 else w[i + 1] * 2
             drop = [nn.Dropout(dropout)] if 4 <= i <= 6 else []
-            self.up.append(nn.Sequential(nn.ReLU(inplace=True), *up_block(in_channels, w[i]), *drop))
-        self.up.append(nn.Sequential(nn.ReLU(inplace=True),
-                                     nn.ConvTranspose2d(w[1] * 2, 3, 4, stride=2, padding=1), nn.Tanh()))
+            self.up.append(nn.Sequential(nn.ReLU(inplace=True), *up_block(in_channels, w[i], upsample), *drop))
+        self.up.append(nn.Sequential(nn.ReLU(inplace=True), *upsample_conv(w[1] * 2, 3, upsample), nn.Tanh()))
         init_pix2pix(self)
 
     def forward(self, x):
@@ -137,9 +175,16 @@ class Generator(NamedTuple):
 
 
 GENERATORS = {
-    'fcn': Generator(lambda config: FullyConvNetwork(config['width'], config['skips']), ('width', 'skips'), 16, True),
-    'unet256': Generator(lambda config: UNet256(config['width']), ('width',), 256, False),
+    'fcn': Generator(lambda config: FullyConvNetwork(config['width'], config['skips'], upsample_of(config)),
+                     ('width', 'skips', 'upsample'), 16, True),
+    'unet256': Generator(lambda config: UNet256(config['width'], upsample=upsample_of(config)),
+                         ('width', 'upsample'), 256, False),
 }
+
+
+def upsample_of(config):
+    """Checkpoints saved before the setting existed hold transposed convolutions."""
+    return config.get('upsample', 'transpose')
 
 
 class SizeError(UserError):

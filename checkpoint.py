@@ -59,6 +59,8 @@ def load(path):
                               f'expected one saved by train.py)')
     if state.get('version') != VERSION:
         raise CheckpointError(f'{path}: checkpoint version {state.get("version")}, this code reads {VERSION}')
+    if isinstance(state.get('config'), dict):
+        state['config'].setdefault('upsample', 'transpose')  # saved before the setting: the only kind there was
     return state
 
 

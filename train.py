@@ -42,6 +42,8 @@ cache_dir = 'datasets/cache'  # decoded pixels, memory-mapped across runs; '' de
 model = 'fcn'                # 'fcn' (4 down + 4 up blocks) or 'unet256' (the Pix2Pix generator)
 width = 16                   # channels of the first block (the assignment's FCN: 8)
 skips = True                 # fcn only: join each down block to its mirrored up block
+upsample = 'transpose'       # the up blocks: 'transpose' (4x4 stride-2 transposed convolutions, the assignment's),
+                             # 'nearest' or 'bilinear' (resize, then 3x3 conv), 'subpixel' (3x3 conv, pixel shuffle)
 gan = False                  # add the PatchGAN discriminator and its loss
 gan_loss = 'vanilla'         # 'vanilla' (BCE) or 'lsgan' (least squares)
 lambda_l1 = 100.0            # weight of L1 against the GAN loss (the paper's 100)
@@ -87,6 +89,7 @@ backend = 'auto'             # torchrun process group: 'auto' (nccl on CUDA, glo
 config = {name: value for name, value in globals().items()
           if not name.startswith('_') and isinstance(value, (bool, int, float, str))}
 CHOICES = {'direction': ('AtoB', 'BtoA'), 'gan_loss': ('vanilla', 'lsgan'),
+           'upsample': ('transpose', 'nearest', 'bilinear', 'subpixel'),  # FCN_network.UPSAMPLES (needs torch)
            'lr_schedule': ('linear', 'step', 'constant'), 'amp': ('auto', 'bf16', 'fp16', 'off'),
            'backend': ('auto', 'gloo', 'nccl'), 'prefetch': ('auto', 'on', 'off')}
 POSITIVE = {'width', 'd_width', 'd_layers', 'num_epochs', 'batch_size', 'lr', 'lr_step', 'validate_every',
@@ -97,7 +100,7 @@ RESUMABLE = {'num_epochs', 'resume', 'device', 'threads', 'num_workers', 'prefet
              'tensorboard', 'compile', 'skip_bad_images', 'cache_dir', 'backend', 'checkpoint_dir',
              'train_results_dir', 'val_results_dir'}
 # settings newer than some checkpoints, with the values that reproduce the runs saved before them
-OLD_CHECKPOINT_DEFAULTS = {'ema': 0.0, 'ema_start': 0.0, 'patch_size': 0, 'patch_epochs': 0.0}
+OLD_CHECKPOINT_DEFAULTS = {'ema': 0.0, 'ema_start': 0.0, 'patch_size': 0, 'patch_epochs': 0.0, 'upsample': 'transpose'}
 
 
 def settings_help():
