@@ -103,10 +103,18 @@ def load_generator(path, device='cpu'):
     return generator.to(device).eval(), state
 
 
+def inference_config(config):
+    """The settings that using a generator needs: the network, its direction and image
+    size, and the dataset by name (its palette, and datasets/NAME for evaluate.py), so
+    a shipped file holds no path of the machine it was trained on."""
+    kept = ('model', *GENERATORS[config['model']].settings, 'direction', 'image_size')
+    return {**{name: config[name] for name in kept}, 'dataset': Path(str(config['dataset'])).name}
+
+
 def generator_only(state):
-    """A checkpoint reduced to what using the network needs: its settings, history
-    and the generator weights `generator_weights` picks (the average where there
-    is one). evaluate.py, predict.py and demo.py load it like any checkpoint;
+    """A checkpoint reduced to what using the network needs: its `inference_config`,
+    history and the generator weights `generator_weights` picks (the average where
+    there is one). evaluate.py, predict.py and demo.py load it like any checkpoint;
     training cannot resume from it."""
-    return {'format': FORMAT, 'version': VERSION, 'epoch': state['epoch'], 'config': state['config'],
+    return {'format': FORMAT, 'version': VERSION, 'epoch': state['epoch'], 'config': inference_config(state['config']),
             'history': state['history'], 'model': generator_weights(state)}

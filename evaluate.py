@@ -16,9 +16,16 @@ FCN-score: a photo -> label map network trained with this repo labels the
 generated photos, and its labels are scored against the input label maps;
 fcn_score_real scores the same network on the real photos, as the bound.
 --mirror adds the same scores of test-time mirroring as mirror_* keys.
+
+Images with sides of 64 px or more also get grid (the lattice that stride-2
+transposed convolutions leave: 1 is a smooth spectrum, see docs/results.md),
+grid_target (the same of the targets), and hf_log_ratio (the fine detail:
+log10 of the outputs' power over the targets' in the upper half of the
+frequencies; 0 is as much as the targets, negative is smoother).
 """
 import argparse
 import json
+import math
 from pathlib import Path
 
 import torch
@@ -90,6 +97,7 @@ def main(args):
     passes = ('', 'mirror_') if args.mirror else ('',)
     sums = {f'{prefix}{key}': 0.0 for prefix in passes for key in ('l1', 'psnr', 'ssim')}
     confusions = {}  # summed over batches: a dataset-wide confusion matrix, as in the paper's code
+    grid_logs, powers = {}, {}  # summed over images: the grid's logs and the radial power spectra
     with torch.no_grad():
         for start in tqdm(range(0, len(data), args.batch_size), desc='evaluating', unit='batch'):
             indices = range(start, min(start + args.batch_size, len(data)))
@@ -108,10 +116,12 @@ def main(args):
                 for output_pixels, target_pixels in zip(outputs, targets):
                     sums[f'{prefix}psnr'] += metrics.psnr(output_pixels, target_pixels)
                     sums[f'{prefix}ssim'] += metrics.ssim(output_pixels, target_pixels)
+                add_spectra(grid_logs, powers, f'{prefix}grid', outputs)
                 if score_labels:
                     scored[f'{prefix}labels'] = (outputs, targets)
                 if segmenter is not None:
                     scored[f'{prefix}fcn_score'] = (to_uint8(segmenter(output)), label_maps)
+            add_spectra(grid_logs, powers, 'grid_target', targets)
             if segmenter is not None:
                 scored['fcn_score_real'] = (to_uint8(segmenter(target_image)), label_maps)
             for key, (predicted, truth) in scored.items():
@@ -121,6 +131,11 @@ def main(args):
                'direction': config['direction'], 'palette': palette_name if palette else None, 'images': len(data),
                'weights': 'ema' if checkpoint.has_average(state) else 'trained',
                **{key: total / len(data) for key, total in sums.items()}}
+    if grid_logs:
+        results.update({key: math.exp(total / len(data)) for key, total in grid_logs.items()})
+        results.update({f'{prefix}hf_log_ratio': metrics.high_frequency_log_ratio(powers[f'{prefix}grid'],
+                                                                                  powers['grid_target'])
+                        for prefix in passes})
     for prefix in passes:
         if f'{prefix}labels' in confusions:
             results.update({prefix + key: value for key, value in
@@ -134,6 +149,15 @@ def main(args):
             print(f'{key:<20}' + '  '.join(f'{name} {score:.4f}' for name, score in value.items()))
         elif isinstance(value, float):
             print(f'{key:<20}{value:.4f}')
+
+
+def add_spectra(grid_logs, powers, key, images):
+    """Adds a batch's grid logs and radial power spectrum under key (nothing for images
+    too small for the grid)."""
+    logs = metrics.grid_logs(images)
+    if logs is not None:
+        grid_logs[key] = grid_logs.get(key, 0.0) + logs.sum().item()
+        powers[key] = powers.get(key, 0.0) + metrics.radial_power(images)
 
 
 if __name__ == '__main__':

@@ -1,6 +1,8 @@
 """How close outputs are to targets: L1, PSNR, SSIM, and for label maps the
 segmentation scores of the Pix2Pix paper (per-pixel accuracy, per-class
-accuracy, mean class IoU).
+accuracy, mean class IoU); and how photo-like outputs look in the frequency
+domain: the lattice that stride-2 transposed convolutions leave (`grid_logs`)
+and the fine detail (`radial_power`).
 
 L1 reads the model's float tensors in [-1, 1]. The others read what a viewer
 sees, RGB uint8 images (N, H, W, 3) from `facades_dataset.to_uint8`. A colour label map is read
@@ -131,3 +133,66 @@ def label_scores(confusion):
     return {'pixel_acc': float(hits.sum() / total) if total else float('nan'),
             'class_acc': float(np.mean(hits[in_target > 0] / in_target[in_target > 0])) if total else float('nan'),
             'class_iou': float(np.mean(hits[union > 0] / union[union > 0])) if union.any() else float('nan')}
+
+
+GRID_PERIOD = 8          # px: three stride-2 upsamplings repeat every 8 px (and their harmonics every 4 and 2)
+GRID_RING = (2, 3)       # the reference bins: this many bins away from a lattice frequency (Chebyshev distance)
+GRID_MIN_SIDE = 64       # below it the rings of neighbouring lattice frequencies overlap
+HIGH_FREQUENCIES = (0.25, 0.5)  # cycles per pixel: the upper half of the radial frequencies up to Nyquist
+RADIAL_BINS = 32
+
+
+def power_spectra(images):
+    """uint8 (N, H, W, 3) RGB -> float64 (N, H, W): the power spectrum of each image's
+    luma (ITU-R 601), mean removed and under a 2-D Hann window (no edge leakage)."""
+    pixels = torch.as_tensor(np.asarray(images)).double()
+    luma = pixels @ torch.tensor([0.299, 0.587, 0.114], dtype=torch.float64)
+    luma = luma - luma.mean((-2, -1), keepdim=True)
+    height, width = luma.shape[-2:]
+    window = torch.outer(torch.hann_window(height, periodic=False, dtype=torch.float64),
+                         torch.hann_window(width, periodic=False, dtype=torch.float64))
+    return torch.fft.fft2(luma * window).abs().square()
+
+
+def grid_logs(images):
+    """float64 (N,): per image, the mean over the lattice frequencies (k H/8, l W/8) but DC
+    of log(power there / geometric mean power of the ring GRID_RING bins around it).
+    exp of the mean over images is the grid score: a smooth spectrum gives 1 (a bin's log
+    power is its ring's mean log power, in expectation), an 8-px lattice gives peaks
+    there. None when a side is below GRID_MIN_SIDE."""
+    spectra = power_spectra(images)
+    height, width = spectra.shape[-2:]
+    if min(height, width) < GRID_MIN_SIDE:
+        return None
+    near, far = GRID_RING
+    ring = [(dy, dx) for dy in range(-far, far + 1) for dx in range(-far, far + 1) if max(abs(dy), abs(dx)) >= near]
+    log_power = spectra.clamp_min(1e-12).log()
+    logs = []
+    for k in range(GRID_PERIOD):
+        for l in range(GRID_PERIOD):
+            if k or l:
+                y, x = round(k * height / GRID_PERIOD), round(l * width / GRID_PERIOD)
+                around = torch.stack([log_power[:, (y + dy) % height, (x + dx) % width] for dy, dx in ring], 1)
+                logs.append(log_power[:, y, x] - around.mean(1))
+    return torch.stack(logs, 1).mean(1)
+
+
+def radial_power(images):
+    """float64 (RADIAL_BINS,): the power spectra summed over images and over rings of
+    radial frequency from 0 to Nyquist (0.5 cycles per pixel) in equal steps."""
+    spectra = power_spectra(images)
+    height, width = spectra.shape[-2:]
+    radius = torch.hypot(*torch.meshgrid(torch.fft.fftfreq(height, dtype=torch.float64),
+                                         torch.fft.fftfreq(width, dtype=torch.float64), indexing='ij'))
+    bins = (radius / 0.5 * RADIAL_BINS).long()
+    inside = bins < RADIAL_BINS  # the corners beyond Nyquist along the diagonal are left out
+    return torch.bincount(bins[inside], weights=spectra.sum(0)[inside], minlength=RADIAL_BINS)
+
+
+def high_frequency_log_ratio(output_power, target_power):
+    """Mean over the radial bins in HIGH_FREQUENCIES of log10(output power / target power),
+    from two `radial_power` sums: 0 is the targets' fine detail, -1 a tenth of it, and
+    positive values more (noise, or a lattice)."""
+    centres = (torch.arange(RADIAL_BINS, dtype=torch.float64) + 0.5) / RADIAL_BINS * 0.5
+    high = (centres >= HIGH_FREQUENCIES[0]) & (centres < HIGH_FREQUENCIES[1])
+    return float((output_power[high] / target_power[high]).log10().mean())

@@ -134,3 +134,42 @@ def test_a_new_generator_is_one_registry_entry(monkeypatch):
     monkeypatch.setitem(GENERATORS, 'tiny', GENERATORS['tiny']._replace(patches=False))
     assert training.patch_side(config, 1) is None
     assert checkpoint.describe(config) == 'tiny (width 1)'
+
+
+@pytest.mark.parametrize('upsample', FCN_network.UPSAMPLES)
+def test_every_upsampling_doubles_the_side_in_each_up_block(upsample):
+    fcn, unet = FullyConvNetwork(4, skips=True, upsample=upsample), UNet256(4, upsample=upsample)
+    assert fcn(torch.randn(2, 3, 48, 80)).shape == (2, 3, 48, 80)
+    assert unet(torch.randn(1, 3, 256, 256)).shape == (1, 3, 256, 256)
+    transposed = sum(isinstance(m, torch.nn.ConvTranspose2d) for m in fcn.modules())
+    assert transposed == (4 if upsample == 'transpose' else 0)
+    assert build_generator(dict(model='fcn', width=4, skips=True, upsample=upsample)).up[-1][0].__class__ == \
+        fcn.up[-1][0].__class__
+
+
+def test_subpixel_starts_as_a_nearest_neighbour_resize():
+    """ICNR: at init, all four sub-pixels of an output pixel are equal, so no lattice can
+    come from the initial weights; the paper's initialisation keeps that."""
+    torch.manual_seed(0)
+    for network in (FullyConvNetwork(4, upsample='subpixel'), UNet256(4, upsample='subpixel')):
+        FCN_network.init_pix2pix(network)
+        block = next(m for m in network.modules() if isinstance(m, FCN_network.SubpixelConv))
+        output = block(torch.randn(2, block[0].in_channels, 8, 8))
+        for dy, dx in ((0, 1), (1, 0), (1, 1)):
+            assert torch.equal(output[..., dy::2, dx::2], output[..., ::2, ::2])
+        assert output[..., ::2, ::2].std() > 0
+
+
+def test_train_offers_the_upsamplings_the_networks_have():
+    import train
+    assert train.CHOICES['upsample'] == FCN_network.UPSAMPLES and train.config['upsample'] == 'transpose'
+
+
+def test_checkpoints_from_before_the_upsample_setting_load_as_transposed(tmp_path):
+    import checkpoint
+    from conftest import save_generator
+    config = dict(model='fcn', width=4, skips=True, direction='AtoB', image_size=32, dataset='tiny')
+    path = save_generator(tmp_path / 'old.pth', config, FullyConvNetwork(4, skips=True))
+    generator, state = checkpoint.load_generator(path)
+    assert state['config']['upsample'] == 'transpose'
+    assert sum(isinstance(m, torch.nn.ConvTranspose2d) for m in generator.modules()) == 4

@@ -8,6 +8,7 @@ import torch
 from numpy.lib.stride_tricks import sliding_window_view
 
 import checkpoint
+import metrics
 import train
 from FCN_network import build_generator
 from conftest import constant_colour_checkpoint, run_script, save_generator, tiny_run_args, write_pairs, \
@@ -355,8 +356,30 @@ def test_export_keeps_the_weight_average_alone_and_scores_the_same(runs, tmp_pat
     assert small['model'].keys() == average.keys() and checkpoint.has_average(full)
     assert all(torch.equal(small['model'][name], average[name]) for name in average)
     assert not all(torch.equal(full['model'][name], average[name]) for name in average)  # the average, not the weights
+    # what inference needs, and the dataset by name: no path of the training machine
+    assert small['config'] == {'model': 'fcn', 'width': 4, 'skips': True, 'upsample': 'transpose', 'direction': 'AtoB',
+                               'image_size': 32, 'dataset': 'tiny'}
     scores = {}
     for name, path in (('full', checkpoints['skips']), ('small', tmp_path / 'small.pth')):
-        evaluate(path, '--out', tmp_path / name, cwd=tmp_path)
+        evaluate(path, '--data_dir', data / 'val', '--out', tmp_path / name, cwd=tmp_path)
         scores[name] = {key: read_metrics(tmp_path / name)[key] for key in ('l1', 'psnr', 'ssim')}
     assert scores['small'] == scores['full']
+
+
+def test_grid_and_fine_detail_are_those_of_the_output_panels(tmp_path):
+    """An untrained transposed-convolution FCN (a lattice at init) on 64-px pairs: evaluate.py's
+    grid, grid_target and hf_log_ratio equal metrics' functions applied to the output
+    and target thirds of the panels it wrote (PNG, lossless), over every image."""
+    data = write_pairs(tmp_path / 'val', 3, size=64)
+    config = dict(train.config, model='fcn', width=4, image_size=64, dataset=str(tmp_path))
+    torch.manual_seed(0)
+    path = save_generator(tmp_path / 'random.pth', config, build_generator(config))
+    evaluate(path, '--data_dir', data, '--out', tmp_path / 'out', '--batch_size', 2, cwd=tmp_path)
+    panels = [cv2.cvtColor(cv2.imread(str(tmp_path / 'out' / f'{i}.png')), cv2.COLOR_BGR2RGB) for i in (1, 2, 3)]
+    outputs, targets = np.stack([p[:, 128:] for p in panels]), np.stack([p[:, 64:128] for p in panels])
+    scores = read_metrics(tmp_path / 'out')
+    assert scores['grid'] == pytest.approx(math.exp(metrics.grid_logs(outputs).mean()), rel=1e-9)
+    assert scores['grid_target'] == pytest.approx(math.exp(metrics.grid_logs(targets).mean()), rel=1e-9)
+    assert scores['hf_log_ratio'] == pytest.approx(
+        metrics.high_frequency_log_ratio(metrics.radial_power(outputs), metrics.radial_power(targets)), abs=1e-9)
+    assert scores['grid'] != pytest.approx(scores['grid_target'], rel=0.05)

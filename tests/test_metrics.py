@@ -165,3 +165,71 @@ def test_real_label_maps_are_drawn_in_the_palette(palette, all_pixels, inner_pix
         inner.append(near[-1][inside])
     assert np.concatenate([n.ravel() for n in near]).mean() >= all_pixels
     assert np.concatenate(inner).mean() >= inner_pixels
+
+
+def pink_noise(count, size=256, seed=0):
+    """Gray float (count, size, size) images with a 1/f amplitude spectrum (a smooth
+    spectrum, as photographs roughly have) in 20..220."""
+    rng = np.random.default_rng(seed)
+    frequency = np.hypot(*np.meshgrid(np.fft.fftfreq(size), np.fft.fftfreq(size), indexing='ij'))
+    frequency[0, 0] = 1
+    images = []
+    for _ in range(count):
+        image = np.fft.ifft2((rng.normal(size=(size, size)) + 1j * rng.normal(size=(size, size))) / frequency).real
+        images.append((image - image.min()) / (image.max() - image.min()) * 200 + 20)
+    return np.stack(images)
+
+
+def rgb8(gray):
+    return np.repeat(np.round(gray).clip(0, 255).astype(np.uint8)[..., None], 3, -1)
+
+
+def grid_score(images):
+    return math.exp(metrics.grid_logs(images).mean())
+
+
+def test_grid_logs_follow_their_definition_computed_by_hand():
+    """numpy, loops and the definition, on a 64x80 image: luma, mean removed, Hann window,
+    power; at each (k H/8, l W/8) but DC, log power minus the mean log power of the bins
+    2 or 3 away (Chebyshev), averaged over the 63 frequencies."""
+    image = np.random.default_rng(3).integers(0, 256, (64, 80, 3)).astype(np.uint8)
+    luma = image @ np.array([0.299, 0.587, 0.114])
+    luma = luma - luma.mean()
+    power = np.abs(np.fft.fft2(luma * np.outer(np.hanning(64), np.hanning(80)))) ** 2
+    logs = []
+    for k in range(8):
+        for l in range(8):
+            if k == 0 and l == 0:
+                continue
+            y, x = k * 8, l * 10
+            ring = [np.log(power[(y + dy) % 64, (x + dx) % 80]) for dy in range(-3, 4) for dx in range(-3, 4)
+                    if max(abs(dy), abs(dx)) >= 2]
+            assert len(ring) == 40
+            logs.append(np.log(power[y, x]) - np.mean(ring))
+    assert len(logs) == 63
+    assert metrics.grid_logs(image[None]).item() == pytest.approx(np.mean(logs), abs=1e-9)
+    assert metrics.grid_logs(image[None, :48]) is None  # too small for the rings to stay apart
+
+
+def test_grid_is_about_one_for_smooth_images_and_clearly_higher_with_a_faint_lattice():
+    smooth = pink_noise(16)
+    lattice = np.zeros((256, 256))
+    lattice[::4, ::4] = 4  # a dot 4 levels brighter every 4 px: period 4 and its harmonics
+    jpeg = np.stack([cv2.imdecode(cv2.imencode('.jpg', image, [cv2.IMWRITE_JPEG_QUALITY, 75])[1], cv2.IMREAD_COLOR)
+                     for image in rgb8(smooth)])
+    plain, dotted, compressed = grid_score(rgb8(smooth)), grid_score(rgb8(smooth + lattice)), grid_score(jpeg)
+    assert 0.85 < plain < 1.15
+    assert dotted > 1.6 * plain
+    assert 0.85 < compressed < 1.15  # JPEG's 8x8 blocks, at quality 75, barely show
+
+
+def test_high_frequency_log_ratio_of_known_spectra():
+    target = pink_noise(4)[..., None].repeat(3, -1)
+    doubled = 2 * (target - target.mean((1, 2, 3), keepdims=True))  # the luma's mean is removed anyway
+    blurred = np.stack([cv2.GaussianBlur(image, (0, 0), 2) for image in target])
+    target_power = metrics.radial_power(target)
+    assert metrics.high_frequency_log_ratio(target_power, target_power) == 0
+    assert metrics.high_frequency_log_ratio(metrics.radial_power(doubled), target_power) == pytest.approx(math.log10(4))
+    assert metrics.high_frequency_log_ratio(metrics.radial_power(blurred), target_power) < -2
+    waves = target + 40 * np.cos(np.arange(256) * 2 * np.pi / 32)[:, None, None]  # 1/32 cycle per px: low
+    assert abs(metrics.high_frequency_log_ratio(metrics.radial_power(waves), target_power)) < 0.01

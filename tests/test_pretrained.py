@@ -5,8 +5,10 @@ moves a score fails here, and then the files (and their table) are remade with
 python export.py (see pretrained/README.md). Needs the real val set; skips without it.
 """
 import json
+from pathlib import PurePosixPath, PureWindowsPath
 
 import pytest
+import torch
 
 from conftest import REAL_DATA, REPO, run_script
 
@@ -34,6 +36,15 @@ def test_the_table_lists_every_file_and_they_are_small():
     files = sorted(path.name for path in PRETRAINED.glob('*.pth'))
     assert files == sorted(table()) == ['facades_labels2photo.pth', 'facades_photo2labels.pth']
     assert sum((PRETRAINED / name).stat().st_size for name in files) <= 10 * 2**20
+
+
+def test_shipped_files_hold_no_path_of_the_machine_that_made_them():
+    for path in PRETRAINED.glob('*.pth'):
+        config = torch.load(path, weights_only=True)['config']
+        absolute = {name: value for name, value in config.items()
+                    if isinstance(value, str) and (PurePosixPath(value).is_absolute() or PureWindowsPath(value).is_absolute())}
+        assert not absolute, (path.name, absolute)
+        assert '/' not in config['dataset'] and '\\' not in config['dataset'], (path.name, config['dataset'])
 
 
 @pytest.mark.skipif(not FACADES_VAL.is_dir(), reason='the real facades val set is not in ../shared/datasets')
