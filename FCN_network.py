@@ -38,22 +38,43 @@ def down_block(in_channels, out_channels, norm=True):
     return layers
 
 
-UPSAMPLES = ('transpose', 'nearest', 'bilinear', 'subpixel')
+UPSAMPLES = ('transpose', 'transpose_blur', 'nearest', 'bilinear', 'subpixel')
 
 
 def upsample_conv(in_channels, out_channels, upsample, bias=True):
-    """Twice the side, out_channels: the paper's 4x4 stride-2 transposed convolution,
-    or a resize ('nearest', 'bilinear') then a 3x3 convolution, or a 3x3 convolution
-    to 4x the channels then a pixel shuffle ('subpixel', ICNR-initialised). Only the
-    transposed convolution's overlapping kernels leave a period-2^k lattice when trained
-    adversarially (Odena et al. 2016, "Deconvolution and checkerboard artifacts")."""
-    if upsample == 'transpose':
-        return [nn.ConvTranspose2d(in_channels, out_channels, 4, stride=2, padding=1, bias=bias)]
+    """Twice the side, out_channels: the paper's 4x4 stride-2 transposed convolution
+    ('transpose'), the same followed by a fixed binomial blur ('transpose_blur'), a
+    resize ('nearest', 'bilinear') then a 3x3 convolution, or a 3x3 convolution to 4x
+    the channels then a pixel shuffle ('subpixel', ICNR-initialised). A stride-2
+    transposed convolution computes even and odd output pixels with different kernels,
+    which leaves a lattice of period 2 per block (2, 4, 8 px after three), strongest when
+    trained adversarially (Odena et al. 2016, "Deconvolution and checkerboard artifacts")."""
+    if upsample in ('transpose', 'transpose_blur'):
+        transposed = nn.ConvTranspose2d(in_channels, out_channels, 4, stride=2, padding=1, bias=bias)
+        return [transposed, BinomialBlur(out_channels)] if upsample == 'transpose_blur' else [transposed]
     if upsample == 'subpixel':
         return [SubpixelConv(in_channels, out_channels, bias)]
     if upsample not in UPSAMPLES:
         raise ValueError(f'unknown upsample {upsample!r}; expected one of {", ".join(UPSAMPLES)}')
     return [nn.Upsample(scale_factor=2, mode=upsample), nn.Conv2d(in_channels, out_channels, 3, padding=1, bias=bias)]
+
+
+class BinomialBlur(nn.Module):
+    """A fixed [1, 2, 1] x [1, 2, 1] / 16 blur per channel, borders replicated. Its response
+    is 0 at the Nyquist frequency, so after a stride-2 transposed convolution every output
+    pixel mixes the even and odd kernels equally: the period-2 lattice is cancelled where it
+    is made (anti-aliasing as in Zhang 2019, "Making convolutional networks shift-invariant
+    again"). Replicated borders: zero padding would darken the image's edges."""
+
+    def __init__(self, channels):
+        super().__init__()
+        taps = torch.tensor([1.0, 2.0, 1.0])
+        self.register_buffer('kernel', (torch.outer(taps, taps) / 16).expand(channels, 1, 3, 3).clone(),
+                             persistent=False)
+
+    def forward(self, x):
+        return nn.functional.conv2d(nn.functional.pad(x, (1, 1, 1, 1), mode='replicate'),
+                                    self.kernel.to(x.dtype), groups=x.shape[1])
 
 
 class SubpixelConv(nn.Sequential):

@@ -43,7 +43,8 @@ model = 'fcn'                # 'fcn' (4 down + 4 up blocks) or 'unet256' (the Pi
 width = 16                   # channels of the first block (the assignment's FCN: 8)
 skips = True                 # fcn only: join each down block to its mirrored up block
 upsample = 'transpose'       # the up blocks: 'transpose' (4x4 stride-2 transposed convolutions, the assignment's),
-                             # 'nearest' or 'bilinear' (resize, then 3x3 conv), 'subpixel' (3x3 conv, pixel shuffle)
+                             # 'transpose_blur' (then a fixed blur that cancels their lattice), 'nearest' or
+                             # 'bilinear' (resize, then 3x3 conv), 'subpixel' (3x3 conv, pixel shuffle)
 gan = False                  # add the PatchGAN discriminator and its loss
 gan_loss = 'vanilla'         # 'vanilla' (BCE) or 'lsgan' (least squares)
 lambda_l1 = 100.0            # weight of L1 against the GAN loss (the paper's 100)
@@ -89,7 +90,7 @@ backend = 'auto'             # torchrun process group: 'auto' (nccl on CUDA, glo
 config = {name: value for name, value in globals().items()
           if not name.startswith('_') and isinstance(value, (bool, int, float, str))}
 CHOICES = {'direction': ('AtoB', 'BtoA'), 'gan_loss': ('vanilla', 'lsgan'),
-           'upsample': ('transpose', 'nearest', 'bilinear', 'subpixel'),  # FCN_network.UPSAMPLES (needs torch)
+           'upsample': ('transpose', 'transpose_blur', 'nearest', 'bilinear', 'subpixel'),  # FCN_network.UPSAMPLES (needs torch)
            'lr_schedule': ('linear', 'step', 'constant'), 'amp': ('auto', 'bf16', 'fp16', 'off'),
            'backend': ('auto', 'gloo', 'nccl'), 'prefetch': ('auto', 'on', 'off')}
 POSITIVE = {'width', 'd_width', 'd_layers', 'num_epochs', 'batch_size', 'lr', 'lr_step', 'validate_every',

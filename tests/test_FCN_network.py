@@ -142,7 +142,7 @@ def test_every_upsampling_doubles_the_side_in_each_up_block(upsample):
     assert fcn(torch.randn(2, 3, 48, 80)).shape == (2, 3, 48, 80)
     assert unet(torch.randn(1, 3, 256, 256)).shape == (1, 3, 256, 256)
     transposed = sum(isinstance(m, torch.nn.ConvTranspose2d) for m in fcn.modules())
-    assert transposed == (4 if upsample == 'transpose' else 0)
+    assert transposed == (4 if upsample.startswith('transpose') else 0)
     assert build_generator(dict(model='fcn', width=4, skips=True, upsample=upsample)).up[-1][0].__class__ == \
         fcn.up[-1][0].__class__
 
@@ -173,3 +173,22 @@ def test_checkpoints_from_before_the_upsample_setting_load_as_transposed(tmp_pat
     generator, state = checkpoint.load_generator(path)
     assert state['config']['upsample'] == 'transpose'
     assert sum(isinstance(m, torch.nn.ConvTranspose2d) for m in generator.modules()) == 4
+
+
+def test_the_blur_cancels_the_transposed_convolutions_lattice():
+    """On a flat input, a trained-looking (random) transposed-convolution FCN draws a period-2
+    checkerboard; with transpose_blur, even and odd pixels mix both kernels equally and the
+    interior is flat to rounding. The blur is [1, 2, 1] x [1, 2, 1] / 16 with edges replicated."""
+    def checkerboard(upsample):
+        torch.manual_seed(0)
+        network = FullyConvNetwork(8, skips=True, upsample=upsample)
+        FCN_network.init_pix2pix(network)
+        inside = network.eval()(torch.full((1, 3, 64, 64), 0.3))[..., 8:-8, 8:-8]
+        return max((inside[..., ::2, ::2] - inside[..., dy::2, dx::2]).abs().max().item()
+                   for dy, dx in ((0, 1), (1, 0), (1, 1)))
+    assert checkerboard('transpose') > 1e-3 and checkerboard('transpose_blur') < 1e-5
+    blur = FCN_network.BinomialBlur(1)
+    impulse = torch.zeros(1, 1, 5, 5)
+    impulse[..., 2, 2] = 16
+    assert blur(impulse)[0, 0, 1:4, 1:4].tolist() == [[1, 2, 1], [2, 4, 2], [1, 2, 1]]
+    assert torch.equal(blur(torch.full((1, 1, 4, 4), 5.0)), torch.full((1, 1, 4, 4), 5.0))  # no dark border
