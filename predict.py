@@ -8,6 +8,8 @@ written at its input's size as OUT/NAME.png (with --panels: input | output).
 A folder holding A/ and B/ (a dataset of your own) gives its inputs: A/ for a
 checkpoint trained AtoB, B/ for BtoA.
 The network's settings come from the checkpoint, so no flag repeats them.
+An .onnx file from export.py runs instead in ONNX Runtime on the CPU, needing no
+checkpoint (pip install -r requirements-onnx.txt): the same pictures.
 """
 import argparse
 import sys
@@ -18,6 +20,7 @@ import numpy as np
 from tqdm import tqdm
 
 import checkpoint
+import onnx_generator
 import visualize
 from errors import UserError, cli
 from FCN_network import pick_device
@@ -34,7 +37,8 @@ def output_names(paths):
 
 def main():
     parser = argparse.ArgumentParser(description='Apply a trained checkpoint to your own (unpaired) images.')
-    parser.add_argument('checkpoint', help='a .pth file written by train.py')
+    parser.add_argument('checkpoint', type=Path,
+                        help='a .pth file written by train.py or export.py, or an .onnx file written by export.py')
     parser.add_argument('input', type=Path, help='an image, or a folder of images')
     parser.add_argument('--out', type=Path, default=Path('predictions'), help='output folder (default: predictions)')
     parser.add_argument('--panels', action='store_true', help='write input | output side by side')
@@ -46,10 +50,18 @@ def main():
 
     if not args.input.exists():
         raise UserError(f'{args.input}: no such file or folder')
-    device = pick_device(args.device)
-    generator, state = checkpoint.load_generator(args.checkpoint, device)
+    if args.checkpoint.suffix.lower() == '.onnx':
+        if args.device not in ('auto', 'cpu'):
+            raise UserError(f'--device={args.device}: an .onnx file runs on the CPU in ONNX Runtime; '
+                            'leave --device out, or use the .pth')
+        generator = onnx_generator.OnnxGenerator(args.checkpoint)
+        config, device = generator.config, pick_device('cpu')
+    else:
+        device = pick_device(args.device)
+        generator, state = checkpoint.load_generator(args.checkpoint, device)
+        config = state['config']
     # a folder holding A/ and B/: the inputs of the network's direction
-    paths = list_images(inputs_of(args.input, state['config']['direction'])) if args.input.is_dir() else [args.input]
+    paths = list_images(inputs_of(args.input, config['direction'])) if args.input.is_dir() else [args.input]
     try:
         args.out.mkdir(parents=True, exist_ok=True)
     except OSError as error:
@@ -62,7 +74,7 @@ def main():
         except DatasetError as error:
             tqdm.write(f'skipped {error}', file=sys.stderr)
             continue
-        output = predict(generator, image, state['config'], device, args.mirror)
+        output = predict(generator, image, config, device, args.mirror)
         atomic_write(args.out / name,
                                 visualize.encode_png(np.concatenate([image, output], 1) if args.panels else output))
         written += 1
