@@ -68,7 +68,8 @@ def pytorch(generator, images):
 
 
 @pytest.mark.parametrize('model, upsample', [('fcn', 'transpose'), ('fcn', 'nearest'), ('fcn', 'bilinear'),
-                                             ('fcn', 'subpixel'), ('unet256', 'transpose'), ('unet256', 'subpixel')])
+                                             ('fcn', 'subpixel'), ('fcn', 'transpose_blur'), ('unet256', 'transpose_blur'),
+                                             ('unet256', 'transpose'), ('unet256', 'subpixel')])
 def test_onnx_runtime_gives_pytorchs_output_at_two_sizes(onnx_generator, tmp_path, model, upsample):
     generator, config = tiny_generator(model, upsample)
     onnx_generator.export(generator, config, 7, tmp_path / 'model.onnx')
@@ -78,7 +79,7 @@ def test_onnx_runtime_gives_pytorchs_output_at_two_sizes(onnx_generator, tmp_pat
     for batch, (height, width) in zip((3, 2), SIZES[model]):  # five images, neither size the traced one
         images = torch.rand(batch, 3, height, width, generator=torch.Generator().manual_seed(height + width)) * 2 - 1
         expected = pytorch(generator, images)
-        assert expected.std() > 0.2 and (expected.abs() < 0.99).float().mean() > 0.5  # a picture, not a constant
+        assert expected.std() > 0.1 and (expected.abs() < 0.99).float().mean() > 0.5  # a picture, not a constant
         output = runtime(images)
         assert output.shape == expected.shape
         assert (output - expected).abs().max() <= 1e-4, (batch, height, width)
