@@ -264,7 +264,8 @@ def test_checkpoint_loader_names_what_it_found(pairs_dir, tmp_path):
     state = checkpoint.load(tmp_path / 'checkpoints' / 'latest.pth')
     state['config'] = dict(state['config'], skips=False)
     checkpoint.save(state, tmp_path / 'mismatch.pth')
-    with pytest.raises(checkpoint.CheckpointError, match=r'do not fit the network fcn \(width 4, skips False\)'):
+    with pytest.raises(checkpoint.CheckpointError,
+                       match=r'do not fit the network fcn \(width 4, skips False, upsample transpose\)'):
         checkpoint.load_generator(tmp_path / 'mismatch.pth')
 
 
