@@ -3,6 +3,8 @@ top of train.py (as the repo is meant to be used) or given as --name=value. A ba
 value is one line naming the setting and what is valid, status 1, before any data
 is read."""
 import os
+import re
+import shlex
 import subprocess
 import sys
 
@@ -226,3 +228,24 @@ def test_lr_factor_refuses_a_schedule_it_does_not_know():
     """Scripts that build a run without validate still cannot train at a silent constant lr."""
     with pytest.raises(ValueError, match="unknown lr_schedule 'cosine'"):
         training.lr_factor(dict(train.config, lr_schedule='cosine'))
+
+
+def documented_train_commands():
+    """The train.py command lines of the README and docs/ (a code block's, its
+    continuation lines joined, or one in backticks), as lists of --name=value."""
+    commands = []
+    for page in [REPO / 'README.md', REPO / 'pretrained' / 'README.md', *sorted((REPO / 'docs').glob('*.md'))]:
+        text = page.read_text(encoding='utf-8').replace('\\\n', ' ')
+        for command in re.findall(r'train\.py((?:[ \t]+--\w+(?:=[^\s`|]*)?)+)', text):
+            commands.append((page.name, [word for word in shlex.split(command) if word != '--help']))
+    return commands
+
+
+def test_every_documented_command_passes_validate():
+    """A user types them as they stand: none may hit a rule of validate's (a GAN setting
+    without --gan=True, say)."""
+    commands = documented_train_commands()
+    assert len(commands) > 15 and any('--lambda_l1=10' in arguments for _, arguments in commands)
+    refused = [(page, arguments, message) for page, arguments in commands
+               if (message := check(*arguments)) is not None]
+    assert not refused
