@@ -5,6 +5,8 @@ what they need to run: image sides their downsampling can take, a device.
 All generators map an RGB image in [-1, 1] to an RGB image in [-1, 1] of the
 same size. `GENERATORS` is the one list of them: a new generator is one entry
 there, and the scripts' choices, size checks and patch training follow from it.
+train.py checks its settings before it imports torch, so its `MODELS` repeats each
+entry's side multiple and patches (tests/test_settings.py holds the two together).
 `build_generator(config)` is how train, evaluate and predict make one from a
 run's settings, so a checkpoint alone says which network it holds.
 """

@@ -20,6 +20,7 @@ import shlex
 import sys
 import time
 from pathlib import Path
+from types import ModuleType
 
 from errors import UserError, cli
 
@@ -88,14 +89,41 @@ sync_bn = True               # under torchrun on CUDA: SyncBatchNorm, so statist
 backend = 'auto'             # torchrun process group: 'auto' (nccl on CUDA, gloo on CPU), 'gloo', 'nccl'
 # -----------------------------------------------------------------------------
 config = {name: value for name, value in globals().items()
-          if not name.startswith('_') and isinstance(value, (bool, int, float, str))}
-CHOICES = {'direction': ('AtoB', 'BtoA'), 'gan_loss': ('vanilla', 'lsgan'),
+          if not (name.startswith('_') or callable(value) or isinstance(value, ModuleType))}
+# What each setting takes. `validate` checks every setting against these tables once the block and the
+# --name=value overrides are merged, before torch is imported or any data is read: a new setting is its
+# line in the block and its name in one type table (and in a range or choice table if it has one).
+BOOLS = {'augment', 'skip_bad_images', 'skips', 'gan', 'scale_lr', 'tensorboard', 'channels_last', 'compile',
+         'sync_bn'}
+INTS = {'patch_size', 'width', 'd_width', 'd_layers', 'num_epochs', 'batch_size', 'lr_step', 'validate_every',
+        'save_every', 'num_samples', 'seed', 'threads', 'num_workers'}
+FLOATS = {'val_fraction', 'patch_epochs', 'lambda_l1', 'gan_start', 'lr', 'lr_d', 'beta1', 'beta2', 'lr_gamma',
+          'ema', 'ema_start'}  # an int is taken too (lr = 1)
+STRINGS = {'dataset', 'cache_dir', 'checkpoint_dir', 'train_results_dir', 'val_results_dir', 'resume', 'device'}
+# image_size: a side or 'WIDTHxHEIGHT' (image_size_value); each setting in CHOICES: one of its strings
+# each generator's side multiple and whether it trains on patches: FCN_network.GENERATORS, which needs torch
+# (tests/test_settings.py holds the two together)
+MODELS = {'fcn': (16, True), 'unet256': (256, False)}
+CHOICES = {'model': tuple(MODELS), 'direction': ('AtoB', 'BtoA'), 'gan_loss': ('vanilla', 'lsgan'),
            'upsample': ('transpose', 'transpose_blur', 'nearest', 'bilinear', 'subpixel'),  # FCN_network.UPSAMPLES (needs torch)
            'lr_schedule': ('linear', 'step', 'constant'), 'amp': ('auto', 'bf16', 'fp16', 'off'),
            'backend': ('auto', 'gloo', 'nccl'), 'prefetch': ('auto', 'on', 'off')}
-POSITIVE = {'width', 'd_width', 'd_layers', 'num_epochs', 'batch_size', 'lr', 'lr_step', 'validate_every',
-            'save_every'}
-FRACTIONS = {'ema', 'ema_start', 'patch_epochs', 'gan_start', 'val_fraction'}  # in [0, 1)
+POSITIVE = {'width', 'd_width', 'd_layers', 'num_epochs', 'batch_size', 'lr', 'lr_step', 'lr_gamma',
+            'validate_every', 'save_every'}
+FRACTIONS = {'ema', 'ema_start', 'patch_epochs', 'gan_start', 'val_fraction', 'beta1', 'beta2'}  # in [0, 1)
+AT_LEAST = {'patch_size': 0, 'lambda_l1': 0, 'lr_d': 0, 'num_samples': 0, 'seed': 0, 'threads': 0,
+            'num_workers': -1}
+# settings that act only when another one has a given value: given as --name=value (and different from the
+# block) while it has not, they are an error rather than silently ignored. In the block they may wait there
+# for the day the other is switched on.
+ONLY_WITH = {'gan_loss': ('gan', True), 'lambda_l1': ('gan', True), 'd_width': ('gan', True),
+             'd_layers': ('gan', True), 'lr_d': ('gan', True), 'gan_start': ('gan', True),
+             'skips': ('model', 'fcn'), 'lr_step': ('lr_schedule', 'step'), 'lr_gamma': ('lr_schedule', 'step')}
+TYPES = {**dict.fromkeys(BOOLS, bool), **dict.fromkeys(INTS, int), **dict.fromkeys(FLOATS, float),
+         **dict.fromkeys(STRINGS | set(CHOICES), str), 'image_size': 'image_size'}
+EXPECTED = {bool: 'bool: True or False', int: 'int (a whole number)', float: 'float (a number)',
+            str: 'str (text in quotes)',
+            'image_size': "one side like 256, WIDTHxHEIGHT like 512x256, or 0 for the files' own size"}
 # settings that may differ when a run is resumed; the others must match the checkpoint
 RESUMABLE = {'num_epochs', 'resume', 'device', 'threads', 'num_workers', 'prefetch', 'validate_every', 'save_every',
              'tensorboard', 'compile', 'skip_bad_images', 'cache_dir', 'backend', 'checkpoint_dir',
@@ -111,65 +139,137 @@ def settings_help():
             'every setting, with its default and what it does:\n' + block.split('\n', 1)[1].rstrip() + '\n')
 
 
-def parse_overrides(argv, defaults):
-    """['--name=value', ...] -> {name: value}, each typed like its default."""
-    valid = ', '.join(defaults)
+def parse_overrides(argv, settings):
+    """['--name=value', ...] -> {name: value}, each text read as its setting's type (TYPES);
+    whether the value is a valid one is `validate`'s to say."""
     overrides = {}
     for argument in argv:
         name, has_value, text = argument[2:].partition('=') if argument.startswith('--') else ('', '', '')
         if name == 'resume' and not has_value:
             has_value, text = True, 'latest'
-        if name not in defaults or not has_value:
-            raise UserError(f'unknown setting {argument!r}; use --name=value with a name from: {valid}')
-        default = defaults[name]
+        if name not in settings or not has_value:
+            raise UserError(f'unknown setting {argument!r}; use --name=value with a name from: {", ".join(settings)}')
+        kind = TYPES.get(name, str)  # a name the block has and TYPES lacks: validate says so
         try:
-            if name == 'image_size':
-                value = image_size_value(text)
-            elif isinstance(default, bool):
-                value = {'true': True, 'false': False, '1': True, '0': False}[text.lower()]
-            elif isinstance(default, (int, float)):
-                value = ast.literal_eval(text)
-                if isinstance(value, bool) or not isinstance(value, (int, float)) or \
-                        (isinstance(default, int) and not isinstance(value, int)):
-                    raise ValueError
-                value = type(default)(value)
-            else:
-                value = text
+            overrides[name] = typed(kind, text)
         except (ValueError, SyntaxError, KeyError):
-            expected = EXPECTED.get(name, f'{type(default).__name__} like the default {default!r}')
-            raise UserError(f'--{name}={text}: expected {expected}') from None
-        if name in CHOICES and value not in CHOICES[name]:
-            raise UserError(f'--{name}={text}: expected one of {", ".join(CHOICES[name])}')
-        if name in POSITIVE and value <= 0:
-            raise UserError(f'--{name}={text}: must be greater than 0')
-        if name in FRACTIONS and not 0 <= value < 1:
-            raise UserError(f'--{name}={text}: must be at least 0 and below 1')
-        overrides[name] = value
+            raise UserError(f'--{name}={text}: expected {EXPECTED[kind]}') from None
     return overrides
 
 
-EXPECTED = {'image_size': "one side like 256, WIDTHxHEIGHT like 512x256, or 0 for the files' own size"}
+def typed(kind, text):
+    """A --name=value's text as a value of its setting's kind (a TYPES value)."""
+    if kind == 'image_size':
+        return image_size_value(text)
+    if kind is bool:
+        return {'true': True, 'false': False, '1': True, '0': False}[text.lower()]
+    if kind in (int, float):
+        value = ast.literal_eval(text)
+        if not is_a(kind, value):
+            raise ValueError(text)
+        return kind(value)
+    return text
+
+
+def is_a(kind, value):
+    """Whether a value is of the kind (a TYPES value): True is no int here, and 3 is a float."""
+    if kind == 'image_size':
+        try:
+            image_shape(value)
+        except ValueError:
+            return False
+        return isinstance(value, (int, str))
+    if kind is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    return isinstance(value, kind) and (kind is bool or not isinstance(value, bool))
+
+
+def validate(settings, overrides=()):
+    """Every check on a run's settings (the block merged with the --name=value overrides),
+    however each was set: that it is a setting, its type, its choices or range, then the
+    rules between settings that can be known before any data is read. Raises UserError
+    naming the setting, where it was set and what is valid."""
+    def where(name):
+        value = settings[name]
+        if name not in overrides:
+            return f'{name} = {value!r} in the settings block'
+        return f'--{name}={value!r}' if isinstance(value, str) and value != value.strip() else f'--{name}={value}'
+
+    for name, value in settings.items():
+        if name not in TYPES:
+            known = ', '.join(key for key in settings if key in TYPES)
+            raise UserError(f'{where(name)}: not a setting (a typo?); the settings are: {known}')
+        if not is_a(TYPES[name], value):
+            raise UserError(f'{where(name)}: expected {EXPECTED[TYPES[name]]}')
+        if name in CHOICES and value not in CHOICES[name]:
+            raise UserError(f'{where(name)}: expected one of {", ".join(CHOICES[name])}')
+        if name in POSITIVE and not value > 0:  # NaN too
+            raise UserError(f'{where(name)}: must be greater than 0')
+        if name in FRACTIONS and not 0 <= value < 1:
+            raise UserError(f'{where(name)}: must be at least 0 and below 1')
+        if name in AT_LEAST and not value >= AT_LEAST[name]:
+            raise UserError(f'{where(name)}: must be at least {AT_LEAST[name]}')
+    for name in TYPES:
+        if name not in settings:
+            raise UserError(f'{name} is missing from the settings block')
+    if settings['resume']:  # the run takes its checkpoint's settings, checked when it started
+        return
+    for name, (other, needed) in ONLY_WITH.items():
+        if name in overrides and overrides[name] != config.get(name) and settings[other] != needed:
+            raise UserError(f'{where(name)}: acts only with {other}={needed}, and {other} is {settings[other]!r} '
+                            f'(set --{other}={needed}, or leave {name} out)')
+    model, (multiple, _) = settings['model'], MODELS[settings['model']]
+    shape = image_shape(settings['image_size'])
+    if shape and (shape[0] % multiple or shape[1] % multiple):
+        height, width = (max(multiple, round(side / multiple) * multiple) for side in shape)
+        raise UserError(f'{where("image_size")}: {model} needs sides that are multiples of {multiple}, '
+                        f'such as {width}x{height}')
+    side = first_patch_side(settings)
+    if side and side % multiple:
+        raise UserError(f'{where("patch_size")}: {model} needs a multiple of {multiple} (or 0 for whole images)')
+    if shape:  # else only the files know their size: load_split checks this once they are read
+        check_discriminator_fits(settings, shape)
+
+
+def image_shape(image_size):
+    """The image_size setting -> (height, width), or None for 0 (the files' own size);
+    ValueError for anything else."""
+    match = re.fullmatch(r'(\d+)(?:x(\d+))?', str(image_size).strip().lower())
+    if not match or (int(match[1]) == 0) != (int(match[2] or match[1]) == 0):
+        raise ValueError(image_size)
+    width, height = int(match[1]), int(match[2] or match[1])
+    return (height, width) if width else None
+
+
+def first_patch_side(cfg):
+    """training.patch_side(cfg, 1) without torch: the side of the first epoch's crops, or None."""
+    trains_on_patches = cfg['augment'] and MODELS[cfg['model']][1] and cfg['patch_size'] and \
+        1 <= cfg['patch_epochs'] * cfg['num_epochs']
+    return cfg['patch_size'] if trains_on_patches else None
+
+
+def check_discriminator_fits(cfg, shape):
+    """A GAN's images (height, width) and first patches must be at least as large as its
+    discriminator's receptive steps; else a shape error deep inside it."""
+    smallest, needed = min(first_patch_side(cfg) or math.inf, *shape), 2 ** (cfg['d_layers'] + 2)
+    if cfg['gan'] and smallest < needed:
+        raise UserError(f"the discriminator (d_layers={cfg['d_layers']}) needs images and patches of at least "
+                        f'{needed} px; these are {smallest} (raise patch_size or image_size, or lower d_layers)')
 
 
 def image_size_value(text):
     """'256' -> 256, '512x256' -> '512x256' (width x height), '256x256' -> 256: a square
     stays an int, as older checkpoints hold it, so resuming one compares equal."""
-    match = re.fullmatch(r'(\d+)(?:x(\d+))?', text.strip().lower())
-    if not match:
-        raise ValueError(text)
-    width, height = int(match[1]), int(match[2] or match[1])
-    if width == height:
-        return width
-    if not width or not height:
-        raise ValueError(text)
-    return f'{width}x{height}'
+    height, width = image_shape(text) or (0, 0)
+    return width if width == height else f'{width}x{height}'
 
 
-# the settings are parsed before the heavy imports, so a typo fails at once
+# the settings are parsed and checked before the heavy imports, so a bad value fails at once
 if __name__ == '__main__':
     if {'-h', '--help'} & set(sys.argv[1:]):
         sys.exit(print(settings_help(), end=''))
     _overrides = cli(parse_overrides, sys.argv[1:], config)
+    cli(validate, dict(config, **_overrides), _overrides)
 
 import torch
 import torch.distributed as dist
@@ -183,7 +283,8 @@ import checkpoint
 import hooks
 import training
 import visualize
-from FCN_network import GENERATORS, check_sides, pick_device
+from FCN_network import check_sides, pick_device
+from errors import INTERRUPTED_STATUS  # here, not above the block: config takes every value named there
 from facades_dataset import FacadesDataset, make_split, split_source, to_float
 from files import atomic_write
 
@@ -191,8 +292,6 @@ from files import atomic_write
 def main(overrides):
     """The training story: processes, settings, data, networks (resumed or
     fresh), then each epoch trains, validates and saves."""
-    if overrides.get('model', config['model']) not in GENERATORS:  # checked here: the list needs torch
-        raise UserError(f"--model={overrides.get('model', config['model'])}: expected one of {', '.join(GENERATORS)}")
     rank, world_size, device = setup_processes(dict(config, **overrides))
     cfg, resumed = resume_settings(dict(config, **overrides), overrides)
     is_main = rank == 0
@@ -229,8 +328,10 @@ def main(overrides):
 
         if world_size > 1:
             end_processes(run, rank, world_size)
-    except KeyboardInterrupt:
-        sys.exit(interrupted(cfg, world_size) if is_main else 130)
+    except KeyboardInterrupt:  # the status of a process ended by Ctrl-C, as errors.cli gives it
+        if is_main:
+            print(interrupted(cfg, world_size), file=sys.stderr)
+        sys.exit(INTERRUPTED_STATUS)
 
 
 def train_epoch(run, loader, train_set, epoch, rank, world_size):
@@ -335,15 +436,11 @@ def load_split(cfg, split, rank, world_size):
     data = data or make()
     if data.skipped and rank == 0:
         print(f'skipped {len(data.skipped)} unreadable {split} images (skip_bad_images is on)')
+    # validate checked these before any data was read where image_size gave the size; with image_size 0
+    # only the files know it
     check_sides(data.image_shape, cfg['model'], data.source, 'set image_size to such a size (one side or WIDTHxHEIGHT)')
-    first_side, multiple = training.patch_side(cfg, 1), GENERATORS[cfg['model']].side_multiple
-    if split == 'train' and first_side and first_side % multiple:
-        raise UserError(f"--patch_size={cfg['patch_size']}: {cfg['model']} needs a multiple of {multiple} "
-                        '(or 0 for whole images)')
-    smallest, needed = min(first_side or math.inf, *data.image_shape), 2 ** (cfg['d_layers'] + 2)
-    if split == 'train' and cfg['gan'] and smallest < needed:  # else a shape error deep inside the discriminator
-        raise UserError(f"the discriminator (d_layers={cfg['d_layers']}) needs images and patches of at least "
-                        f'{needed} px; these are {smallest} (raise patch_size or image_size, or lower d_layers)')
+    if split == 'train':
+        check_discriminator_fits(cfg, data.image_shape)
     return data
 
 
@@ -453,7 +550,4 @@ def interrupted(cfg, world_size):
 
 
 if __name__ == '__main__':
-    try:
-        cli(main, _overrides)
-    except KeyboardInterrupt:  # before the run's settings were known
-        sys.exit('\ninterrupted before training started; nothing was saved')
+    cli(main, _overrides)  # Ctrl-C before the run's settings are known: 'interrupted', status 130

@@ -2,8 +2,9 @@
 the batches it trains on, and one optimisation step.
 
 `train_step` is the only place where a loss is computed and stepped. train.py
-calls it for every batch, and benchmark.py and scripts/sweep.py call the same
-function, so what they time and compare is what training does.
+calls it for every batch, and benchmark.py, scripts/sweep.py and
+scripts/gan_probe.py call the same function, so what they time and compare is
+what training does.
 """
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -164,7 +165,9 @@ def lr_factor(cfg):
         return lambda epoch: 1.0 - max(0, epoch + 1 - decay_start) / (cfg['num_epochs'] - decay_start + 1)
     if cfg['lr_schedule'] == 'step':
         return lambda epoch: cfg['lr_gamma'] ** ((epoch + 1) // cfg['lr_step'])
-    return lambda epoch: 1.0
+    if cfg['lr_schedule'] == 'constant':
+        return lambda epoch: 1.0
+    raise ValueError(f"unknown lr_schedule {cfg['lr_schedule']!r}")  # train.validate names the choices
 
 
 def resolve_amp(setting, device):

@@ -142,7 +142,7 @@ def test_palette_name(dataset, name):
 def test_real_label_maps_are_drawn_in_the_palette(palette, all_pixels, inner_pixels):
     """Pixels inside a region of the real label halves (the nearest palette colour
     the same 3 px around) lie within RGB distance 30 of a palette colour; the rest
-    are edges blended by JPEG. For facades the README (and metrics.py) says 99.4%,
+    are edges blended by JPEG. For facades docs/evaluation.md (and metrics.py) says 99.4%,
     measured on all 500 train and val images: every 10th of them must show it, to
     that precision."""
     name = 'facades' if palette is FACADES else 'cityscapes'
