@@ -174,17 +174,24 @@ class PatchDiscriminator(nn.Module):
     a score sees 70x70 pixels; each layer fewer shrinks that (1: 16x16, 2: 34x34)
     and its cost."""
 
-    def __init__(self, width=64, layers=3):
+    def __init__(self, width=64, layers=3, norm='batch'):
         super().__init__()
         channels = [width * min(2 ** i, 8) for i in range(layers + 1)]
+        batch_norm = norm == 'batch'
         blocks = [nn.Conv2d(6, width, 4, stride=2, padding=1), nn.LeakyReLU(0.2, inplace=True)]
         for i in range(1, layers):
-            blocks += [*down_block(channels[i - 1], channels[i]), nn.LeakyReLU(0.2, inplace=True)]
-        blocks += [nn.Conv2d(channels[layers - 1], channels[layers], 4, stride=1, padding=1, bias=False),
-                   nn.BatchNorm2d(channels[layers]), nn.LeakyReLU(0.2, inplace=True),
+            blocks += [*down_block(channels[i - 1], channels[i], norm=batch_norm), nn.LeakyReLU(0.2, inplace=True)]
+        blocks += [nn.Conv2d(channels[layers - 1], channels[layers], 4, stride=1, padding=1, bias=not batch_norm),
+                   *([nn.BatchNorm2d(channels[layers])] if batch_norm else []), nn.LeakyReLU(0.2, inplace=True),
                    nn.Conv2d(channels[layers], 1, 4, stride=1, padding=1)]
         self.net = nn.Sequential(*blocks)
         init_pix2pix(self)
+        if norm == 'spectral':  # after the init: it divides each weight by its largest singular value
+            for layer in self.net:
+                if isinstance(layer, nn.Conv2d):
+                    nn.utils.parametrizations.spectral_norm(layer)
+        elif not batch_norm:
+            raise ValueError(f"unknown d_norm {norm!r}; expected 'batch' or 'spectral'")
 
     def forward(self, input_image, output_image):
         return self.net(torch.cat([input_image, output_image], 1))
@@ -233,7 +240,7 @@ def build_generator(config):
 
 
 def build_discriminator(config):
-    return PatchDiscriminator(config['d_width'], config['d_layers'])
+    return PatchDiscriminator(config['d_width'], config['d_layers'], config.get('d_norm', 'batch'))
 
 
 def generate(generator, images, mirror=False):

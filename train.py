@@ -51,6 +51,8 @@ gan_loss = 'vanilla'         # 'vanilla' (BCE) or 'lsgan' (least squares)
 lambda_l1 = 100.0            # weight of L1 against the GAN loss (the paper's 100)
 d_width = 64                 # channels of the discriminator's first layer (the paper's 64)
 d_layers = 3                 # its stride-2 layers: 3 scores 70x70 patches (the paper's), 2: 34x34, 1: 16x16
+d_norm = 'batch'             # its normalisation: 'batch' (the paper's BatchNorm) or 'spectral' (spectral norm on
+                             # every convolution, no BatchNorm: D cannot win outright, Miyato et al. 2018)
 gan_start = 0.0              # fraction of the epochs trained on L1 alone before the discriminator joins
 # optimisation
 num_epochs = 240             # facades: the README gives its time on a 2-core CPU
@@ -105,7 +107,7 @@ STRINGS = {'dataset', 'cache_dir', 'checkpoint_dir', 'train_results_dir', 'val_r
 # (tests/test_settings.py holds the two together)
 MODELS = {'fcn': (16, True), 'unet256': (256, False)}
 CHOICES = {'model': tuple(MODELS), 'direction': ('AtoB', 'BtoA'), 'gan_loss': ('vanilla', 'lsgan'),
-           'upsample': ('transpose', 'transpose_blur', 'nearest', 'bilinear', 'subpixel'),  # FCN_network.UPSAMPLES (needs torch)
+           'upsample': ('transpose', 'transpose_blur', 'nearest', 'bilinear', 'subpixel'), 'd_norm': ('batch', 'spectral'),  # FCN_network.UPSAMPLES (needs torch)
            'lr_schedule': ('linear', 'step', 'constant'), 'amp': ('auto', 'bf16', 'fp16', 'off'),
            'backend': ('auto', 'gloo', 'nccl'), 'prefetch': ('auto', 'on', 'off')}
 POSITIVE = {'width', 'd_width', 'd_layers', 'num_epochs', 'batch_size', 'lr', 'lr_step', 'lr_gamma',
@@ -117,7 +119,7 @@ AT_LEAST = {'patch_size': 0, 'lambda_l1': 0, 'lr_d': 0, 'num_samples': 0, 'seed'
 # block) while it has not, they are an error rather than silently ignored. In the block they may wait there
 # for the day the other is switched on.
 ONLY_WITH = {'gan_loss': ('gan', True), 'lambda_l1': ('gan', True), 'd_width': ('gan', True),
-             'd_layers': ('gan', True), 'lr_d': ('gan', True), 'gan_start': ('gan', True),
+             'd_layers': ('gan', True), 'd_norm': ('gan', True), 'lr_d': ('gan', True), 'gan_start': ('gan', True),
              'skips': ('model', 'fcn'), 'lr_step': ('lr_schedule', 'step'), 'lr_gamma': ('lr_schedule', 'step')}
 TYPES = {**dict.fromkeys(BOOLS, bool), **dict.fromkeys(INTS, int), **dict.fromkeys(FLOATS, float),
          **dict.fromkeys(STRINGS | set(CHOICES), str), 'image_size': 'image_size'}
@@ -129,7 +131,8 @@ RESUMABLE = {'num_epochs', 'resume', 'device', 'threads', 'num_workers', 'prefet
              'tensorboard', 'compile', 'skip_bad_images', 'cache_dir', 'backend', 'checkpoint_dir',
              'train_results_dir', 'val_results_dir'}
 # settings newer than some checkpoints, with the values that reproduce the runs saved before them
-OLD_CHECKPOINT_DEFAULTS = {'ema': 0.0, 'ema_start': 0.0, 'patch_size': 0, 'patch_epochs': 0.0, 'upsample': 'transpose'}
+OLD_CHECKPOINT_DEFAULTS = {'ema': 0.0, 'ema_start': 0.0, 'patch_size': 0, 'patch_epochs': 0.0, 'upsample': 'transpose',
+                           'd_norm': 'batch'}
 
 
 def settings_help():

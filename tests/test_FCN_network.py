@@ -192,3 +192,19 @@ def test_the_blur_cancels_the_transposed_convolutions_lattice():
     impulse[..., 2, 2] = 16
     assert blur(impulse)[0, 0, 1:4, 1:4].tolist() == [[1, 2, 1], [2, 4, 2], [1, 2, 1]]
     assert torch.equal(blur(torch.full((1, 1, 4, 4), 5.0)), torch.full((1, 1, 4, 4), 5.0))  # no dark border
+
+
+def test_spectral_norm_discriminator_has_unit_spectral_norms_and_no_batchnorm():
+    torch.manual_seed(0)
+    batch, spectral = PatchDiscriminator(8, 2), PatchDiscriminator(8, 2, norm='spectral')
+    assert sum(isinstance(m, torch.nn.BatchNorm2d) for m in batch.modules()) == 2
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in spectral.modules())
+    images = torch.randn(2, 3, 64, 64)
+    for _ in range(30):  # the power iteration runs once per training forward
+        spectral(images, images)
+    convs = [m for m in spectral.net if isinstance(m, torch.nn.Conv2d)]
+    assert len(convs) == 4
+    for conv in convs:
+        assert torch.linalg.matrix_norm(conv.weight.flatten(1), 2).item() == pytest.approx(1, abs=1e-3)
+    assert spectral(images, images).shape == batch(images, images).shape == (2, 1, 14, 14)
+    assert FCN_network.build_discriminator(dict(d_width=8, d_layers=2, d_norm='spectral')).net[0].parametrizations
