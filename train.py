@@ -37,6 +37,8 @@ augment = True               # shift training pairs by up to 16 px (mirrored bor
 patch_size = 128             # fcn with augment: the first patch_epochs train on random crops of this side,
 patch_epochs = 0.5           # about 4x cheaper at 128, then whole images; patch_size 0: whole images throughout
 skip_bad_images = False      # warn about and skip unreadable images instead of stopping
+input_channels = 3           # channels the network reads: 1 (grey; colour files are converted), 3 (RGB), 4 (RGBA)
+output_channels = 3          # channels it writes, the targets read likewise (4: the files need alpha)
 cache_dir = 'datasets/cache'  # decoded pixels, memory-mapped across runs; '' decodes into RAM each run
 # model
 model = 'fcn'                # 'fcn' (4 down + 4 up blocks) or 'unet256' (the Pix2Pix generator)
@@ -92,7 +94,8 @@ config = {name: value for name, value in globals().items()
 CHOICES = {'direction': ('AtoB', 'BtoA'), 'gan_loss': ('vanilla', 'lsgan'),
            'upsample': ('transpose', 'transpose_blur', 'nearest', 'bilinear', 'subpixel'),  # FCN_network.UPSAMPLES (needs torch)
            'lr_schedule': ('linear', 'step', 'constant'), 'amp': ('auto', 'bf16', 'fp16', 'off'),
-           'backend': ('auto', 'gloo', 'nccl'), 'prefetch': ('auto', 'on', 'off')}
+           'backend': ('auto', 'gloo', 'nccl'), 'prefetch': ('auto', 'on', 'off'),
+           'input_channels': (1, 3, 4), 'output_channels': (1, 3, 4)}
 POSITIVE = {'width', 'd_width', 'd_layers', 'num_epochs', 'batch_size', 'lr', 'lr_step', 'validate_every',
             'save_every'}
 FRACTIONS = {'ema', 'ema_start', 'patch_epochs', 'gan_start', 'val_fraction'}  # in [0, 1)
@@ -139,7 +142,7 @@ def parse_overrides(argv, defaults):
             expected = EXPECTED.get(name, f'{type(default).__name__} like the default {default!r}')
             raise UserError(f'--{name}={text}: expected {expected}') from None
         if name in CHOICES and value not in CHOICES[name]:
-            raise UserError(f'--{name}={text}: expected one of {", ".join(CHOICES[name])}')
+            raise UserError(f'--{name}={text}: expected one of {", ".join(map(str, CHOICES[name]))}')
         if name in POSITIVE and value <= 0:
             raise UserError(f'--{name}={text}: must be greater than 0')
         if name in FRACTIONS and not 0 <= value < 1:
@@ -206,8 +209,10 @@ def main(overrides):
                 print(made, flush=True)
         train_set = load_split(cfg, 'train', rank, world_size)
         val_set = load_split(cfg, 'val', rank, world_size)
+        cfg['output_bits'] = train_set.bits  # not a setting, found in the data: predict.py writes 16-bit PNGs for 16
         if is_main:
-            print(f'data: {len(train_set)} train, {len(val_set)} val pairs from {cfg["dataset"]} ({cfg["direction"]})')
+            print(f'data: {len(train_set)} train, {len(val_set)} val pairs from {cfg["dataset"]} ({cfg["direction"]}'
+                  f'{", 16-bit" if train_set.bits == 16 else ""})')
             if world_size > 1 and cfg['sync_bn'] and device.type != 'cuda':  # PyTorch's SyncBatchNorm is GPU-only
                 print('note: sync_bn needs CUDA; on CPU each process normalises with its own batch statistics')
         sampler = DistributedSampler(range(len(train_set)), num_replicas=world_size, rank=rank, shuffle=True,
@@ -328,7 +333,7 @@ def load_split(cfg, split, rank, world_size):
         return FacadesDataset(split_source(cfg['dataset'], split), cfg['direction'],
                               augment=cfg['augment'] and split == 'train', image_size=cfg['image_size'],
                               cache_dir=cfg['cache_dir'], skip_bad_images=cfg['skip_bad_images'],
-                              progress=rank == 0)
+                              progress=rank == 0, channels=(cfg['input_channels'], cfg['output_channels']))
     data = make() if rank == 0 else None
     if world_size > 1:
         dist.barrier()
@@ -382,7 +387,8 @@ def save_samples(run, data, folder):
     indices = list(range(min(run.cfg['num_samples'], len(data))))
     if not indices:
         return {}
-    input_image, target_image = to_float(data.pair_batch(indices).to(run.device), training.memory_format(run.cfg))
+    input_image, target_image = to_float(data.pair_batch(indices).to(run.device), training.memory_format(run.cfg),
+                                         data.channels)
     generator = run.eval_model().eval()
     with training.autocast(run.device, run.amp_dtype):
         output = generator(input_image)
