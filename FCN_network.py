@@ -2,8 +2,9 @@
 skip connections), the Pix2Pix U-Net generator, and the 70x70 PatchGAN; and
 what they need to run: image sides their downsampling can take, a device.
 
-All generators map an RGB image in [-1, 1] to an RGB image in [-1, 1] of the
-same size. `GENERATORS` is the one list of them: a new generator is one entry
+All generators map an image in [-1, 1] to an image in [-1, 1] of the same
+size: RGB to RGB, or the channels a run's input_channels and output_channels
+say (1 grey, 3 RGB, 4 RGBA). `GENERATORS` is the one list of them: a new generator is one entry
 there, and the scripts' choices, size checks and patch training follow from it.
 train.py checks its settings before it imports torch, so its `MODELS` repeats each
 entry's side multiple and patches (tests/test_settings.py holds the two together).
@@ -118,16 +119,16 @@ def encode_decode(down, up, x, skips):
 class FullyConvNetwork(nn.Module):
     """Four Conv-BN-ReLU blocks down, four ConvTranspose-BN-ReLU blocks up.
 
-    The last up block maps to RGB through Tanh instead of BN-ReLU. With
+    The last up block maps to the output channels through Tanh instead of BN-ReLU. With
     `skips`, each up block also sees the output of its mirrored down block
     (U-Net style), which keeps the sharp edges that the 16x bottleneck loses.
     Sides must be multiples of 16.
     """
 
-    def __init__(self, width=8, skips=False, upsample='transpose'):
+    def __init__(self, width=8, skips=False, upsample='transpose', channels=(3, 3)):
         super().__init__()
         self.skips = skips
-        w = [3, width, width * 2, width * 4, width * 8]
+        w = [channels[0], width, width * 2, width * 4, width * 8]
         self.down = nn.ModuleList(nn.Sequential(*down_block(w[i], w[i + 1]), nn.ReLU(inplace=True))
                                   for i in range(4))
         grow = 2 if skips else 1  # a skip doubles the channels an up block reads
@@ -135,7 +136,7 @@ class FullyConvNetwork(nn.Module):
             nn.Sequential(*up_block(w[4], w[3], upsample), nn.ReLU(inplace=True)),
             nn.Sequential(*up_block(w[3] * grow, w[2], upsample), nn.ReLU(inplace=True)),
             nn.Sequential(*up_block(w[2] * grow, w[1], upsample), nn.ReLU(inplace=True)),
-            nn.Sequential(*upsample_conv(w[1] * grow, 3, upsample), nn.Tanh()),
+            nn.Sequential(*upsample_conv(w[1] * grow, channels[1], upsample), nn.Tanh()),
         ])
 
     def forward(self, x):
@@ -148,9 +149,9 @@ class UNet256(nn.Module):
     follows the paper's code (LeakyReLU 0.2 down, ReLU up, no norm on the
     outermost and innermost down convolutions)."""
 
-    def __init__(self, width=64, dropout=0.5, upsample='transpose'):
+    def __init__(self, width=64, dropout=0.5, upsample='transpose', channels=(3, 3)):
         super().__init__()
-        w = [3] + [width * m for m in (1, 2, 4, 8, 8, 8, 8, 8)]
+        w = [channels[0]] + [width * m for m in (1, 2, 4, 8, 8, 8, 8, 8)]
         self.down = nn.ModuleList()
         for i in range(8):
             norm = 0 < i < 7
@@ -161,7 +162,8 @@ class UNet256(nn.Module):
             in_channels = w[i + 1] if i == 7 else w[i + 1] * 2
             drop = [nn.Dropout(dropout)] if 4 <= i <= 6 else []
             self.up.append(nn.Sequential(nn.ReLU(inplace=True), *up_block(in_channels, w[i], upsample), *drop))
-        self.up.append(nn.Sequential(nn.ReLU(inplace=True), *upsample_conv(w[1] * 2, 3, upsample), nn.Tanh()))
+        self.up.append(nn.Sequential(nn.ReLU(inplace=True), *upsample_conv(w[1] * 2, channels[1], upsample),
+                                     nn.Tanh()))
         init_pix2pix(self)
 
     def forward(self, x):
@@ -169,16 +171,16 @@ class UNet256(nn.Module):
 
 
 class PatchDiscriminator(nn.Module):
-    """The PatchGAN: it sees input and output stacked (6 channels) and scores
+    """The PatchGAN: it sees input and output stacked (in_channels: 6 for RGB) and scores
     each overlapping patch as real or fake (logits). With 3 layers (the paper's)
     a score sees 70x70 pixels; each layer fewer shrinks that (1: 16x16, 2: 34x34)
     and its cost."""
 
-    def __init__(self, width=64, layers=3, norm='batch'):
+    def __init__(self, width=64, layers=3, norm='batch', in_channels=6):
         super().__init__()
         channels = [width * min(2 ** i, 8) for i in range(layers + 1)]
         batch_norm = norm == 'batch'
-        blocks = [nn.Conv2d(6, width, 4, stride=2, padding=1), nn.LeakyReLU(0.2, inplace=True)]
+        blocks = [nn.Conv2d(in_channels, width, 4, stride=2, padding=1), nn.LeakyReLU(0.2, inplace=True)]
         for i in range(1, layers):
             blocks += [*down_block(channels[i - 1], channels[i], norm=batch_norm), nn.LeakyReLU(0.2, inplace=True)]
         blocks += [nn.Conv2d(channels[layers - 1], channels[layers], 4, stride=1, padding=1, bias=not batch_norm),
@@ -205,9 +207,11 @@ class Generator(NamedTuple):
 
 
 GENERATORS = {
-    'fcn': Generator(lambda config: FullyConvNetwork(config['width'], config['skips'], upsample_of(config)),
+    'fcn': Generator(lambda config: FullyConvNetwork(config['width'], config['skips'], upsample_of(config),
+                                                     channels_of(config)),
                      ('width', 'skips', 'upsample'), 16, True),
-    'unet256': Generator(lambda config: UNet256(config['width'], upsample=upsample_of(config)),
+    'unet256': Generator(lambda config: UNet256(config['width'], upsample=upsample_of(config),
+                                                channels=channels_of(config)),
                          ('width', 'upsample'), 256, False),
 }
 
@@ -215,6 +219,11 @@ GENERATORS = {
 def upsample_of(config):
     """Checkpoints saved before the setting existed hold transposed convolutions."""
     return config.get('upsample', 'transpose')
+
+
+def channels_of(config):
+    """(input, output) channels; checkpoints saved before the settings existed map RGB to RGB."""
+    return config.get('input_channels', 3), config.get('output_channels', 3)
 
 
 class SizeError(UserError):
@@ -240,7 +249,8 @@ def build_generator(config):
 
 
 def build_discriminator(config):
-    return PatchDiscriminator(config['d_width'], config['d_layers'], config.get('d_norm', 'batch'))
+    return PatchDiscriminator(config['d_width'], config['d_layers'], config.get('d_norm', 'batch'),
+                              sum(channels_of(config)))
 
 
 def generate(generator, images, mirror=False):

@@ -19,6 +19,9 @@ from FCN_network import GENERATORS, build_generator
 
 FORMAT = 'pix2pix-checkpoint'
 VERSION = 1
+# what every checkpoint saved before these settings existed was trained with: transposed
+# convolutions, RGB to RGB, 8-bit targets (output_bits: what predict.py writes)
+OLD_DEFAULTS = {'upsample': 'transpose', 'input_channels': 3, 'output_channels': 3, 'output_bits': 8}
 
 
 class CheckpointError(UserError):
@@ -60,7 +63,8 @@ def load(path):
     if state.get('version') != VERSION:
         raise CheckpointError(f'{path}: checkpoint version {state.get("version")}, this code reads {VERSION}')
     if isinstance(state.get('config'), dict):
-        state['config'].setdefault('upsample', 'transpose')  # saved before the setting: the only kind there was
+        for name, value in OLD_DEFAULTS.items():
+            state['config'].setdefault(name, value)
     return state
 
 
@@ -104,10 +108,13 @@ def load_generator(path, device='cpu'):
 
 
 def inference_config(config):
-    """The settings that using a generator needs: the network, its direction and image
-    size, and the dataset by name (its palette, and datasets/NAME for evaluate.py), so
-    a shipped file holds no path of the machine it was trained on."""
-    kept = ('model', *GENERATORS[config['model']].settings, 'direction', 'image_size')
+    """The settings that using a generator needs: the network, its channels in and out,
+    the bit depth of its targets, its direction and image size, and the dataset by name
+    (its palette, and datasets/NAME for evaluate.py), so a shipped file holds no path of
+    the machine it was trained on."""
+    config = {**OLD_DEFAULTS, **config}
+    kept = ('model', *GENERATORS[config['model']].settings, 'input_channels', 'output_channels', 'output_bits',
+            'direction', 'image_size')
     return {**{name: config[name] for name in kept}, 'dataset': Path(str(config['dataset'])).name}
 
 

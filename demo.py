@@ -34,7 +34,7 @@ import metrics
 import visualize
 from errors import UserError, cli
 from FCN_network import pick_device
-from facades_dataset import DatasetError, decode_pair, list_images, read_rgb, resize_rgb, split_source
+from facades_dataset import DatasetError, decode_pair, list_images, read_image, resize_image, split_source
 from translate import predict
 
 DEFAULTS = ('pretrained/facades_labels2photo.pth', 'pretrained/facades_photo2labels.pth')
@@ -52,7 +52,8 @@ BLANKS = {'facades': [('background', 0, 0, 1, 1), ('facade', 1 / 16, 1 / 16, 15 
 
 def draws_labels(config):
     """Whether a run translates label maps to photos: the drawing tab's kind of network."""
-    return config['direction'] == 'BtoA' and metrics.palette_name(config['dataset']) is not None
+    return config['direction'] == 'BtoA' and metrics.palette_name(config['dataset']) is not None and \
+        config['input_channels'] == 3
 
 
 def class_colours(palette):
@@ -143,8 +144,9 @@ def describe(state, path):
     return f"`{path}`: {config['model']}, {config['dataset']} {config['direction']}, epoch {state['epoch']}"
 
 
-def read_upload(path):
-    """An uploaded file as RGB uint8, or gr.Error with one line for the page."""
+def read_upload(path, channels=3):
+    """An uploaded file as the network reads it (`read_image`: RGB by default), or
+    gr.Error with one line for the page."""
     name = Path(path).name
     try:
         with warnings.catch_warnings(), Image.open(path) as image:  # reads the header only
@@ -158,7 +160,7 @@ def read_upload(path):
         raise gr.Error(f'{name} is {width}x{height} pixels; the demo takes up to '
                        f'{MAX_PIXELS / 1e6:.0f} megapixels', print_exception=False)
     try:
-        return read_rgb(path)
+        return read_image(path, channels)
     except DatasetError as error:
         raise gr.Error(str(error).replace(str(path), name), print_exception=False) from None
 
@@ -181,7 +183,7 @@ def draw_tab(generator, state, device):
     starts = {'blank': blank_label_map(name, side), **example_label_maps(config, side)}
 
     def photo(label_map):
-        return predict(generator, label_map, config, device)
+        return visualize.viewable(predict(generator, label_map, config, device))
 
     def stroke(url):
         label_map = parse_drawing(url, side)
@@ -195,7 +197,7 @@ def draw_tab(generator, state, device):
         return data_url(label_map), photo(label_map)
 
     def upload(file):
-        label_map = snap(resize_rgb(read_upload(file), side, side), palette)
+        label_map = snap(resize_image(visualize.viewable(read_upload(file)), side, side), palette)
         return data_url(label_map), photo(label_map)
 
     first = next(iter(starts))
@@ -227,8 +229,8 @@ def upload_tab(generator, state, device):
     title = 'Photo → labels' if to_labels else f"{config['dataset']} {config['direction']}"
 
     def translate(file):
-        image = read_upload(file)
-        return image, predict(generator, image, config, device)
+        image = read_upload(file, config['input_channels'])  # grey and 16-bit networks are shown as 8-bit RGB
+        return visualize.viewable(image), visualize.viewable(predict(generator, image, config, device))
 
     with gr.Tab(title):
         upload_button = gr.UploadButton('upload a photo' if to_labels else 'upload an image', file_types=['image'])

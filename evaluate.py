@@ -16,6 +16,10 @@ FCN-score: a photo -> label map network trained with this repo labels the
 generated photos, and its labels are scored against the input label maps;
 fcn_score_real scores the same network on the real photos, as the bound.
 --mirror adds the same scores of test-time mirroring as mirror_* keys.
+The label scores and the FCN-score read RGB label maps: for a network with other
+channels, a note in metrics.json (and printed) says the label scores do not apply,
+and --fcn_score stops with one line. psnr and ssim are on the data's bit depth
+(0..65535 for a split with 16-bit files). The panels are 8-bit RGB, grey shown as grey.
 
 Images with sides of 64 px or more also get grid (the lattice that stride-2
 transposed convolutions leave: 1 is a smooth spectrum, see docs/results.md),
@@ -35,7 +39,7 @@ import checkpoint
 import metrics
 import visualize
 from errors import UserError, cli
-from facades_dataset import FacadesDataset, split_source, to_float, to_uint8
+from facades_dataset import FacadesDataset, split_source, to_float, to_uint16, to_uint8
 from files import atomic_write
 from FCN_network import check_sides, mirrored_mean, pick_device
 
@@ -68,9 +72,16 @@ def load_segmenter(path, config, palette, device):
         raise UserError('--fcn_score scores label map -> photo runs (direction BtoA); this checkpoint is AtoB')
     if palette is None:
         raise UserError('--fcn_score needs the label colours; add --palette facades or --palette cityscapes')
+    if config['input_channels'] != 3:
+        raise UserError(f'--fcn_score scores against RGB label maps; this network reads {config["input_channels"]}-'
+                        'channel inputs, so the FCN-score does not apply')
     segmenter, state = checkpoint.load_generator(path, device)
     if state['config']['direction'] != 'AtoB':
         raise UserError(f'{path}: --fcn_score needs a photo -> label map (AtoB) checkpoint; this one is BtoA')
+    reads, writes = state['config']['input_channels'], state['config']['output_channels']
+    if (reads, writes) != (config['output_channels'], 3):
+        raise UserError(f'{path}: --fcn_score needs a network from {config["output_channels"]}-channel photos (what '
+                        f'this one writes) to RGB label maps; it maps {reads} to {writes} channels')
     return segmenter, state['config']
 
 
@@ -84,11 +95,17 @@ def main(args):
         else (None, None)
     source = Path(args.data_dir) if args.data_dir else split_source(config['dataset'], args.split)
     # decoded into RAM: a single pass gains nothing from a cache, and the dataset folder stays untouched
-    data = FacadesDataset(source, config['direction'], image_size=config['image_size'], cache_dir='')
+    data = FacadesDataset(source, config['direction'], image_size=config['image_size'], cache_dir='',
+                          channels=(config['input_channels'], config['output_channels']))
     check_sides(data.image_shape, config['model'], source, f'{args.checkpoint} was trained on other sizes')
     if segmenter is not None:
         check_sides(data.image_shape, segmenter_config['model'], source, f'{args.fcn_score} was trained on other sizes')
-    score_labels = palette is not None and config['direction'] == 'AtoB'
+    score_labels = palette is not None and config['direction'] == 'AtoB' and config['output_channels'] == 3
+    notes = []
+    if palette is not None and config['direction'] == 'AtoB' and not score_labels:
+        notes.append(f'the label scores (pixel_acc, class_acc, class_iou) need RGB label maps; this network writes '
+                     f'{config["output_channels"]}-channel images, so they do not apply')
+    pictures = to_uint16 if data.bits == 16 else to_uint8  # what psnr, ssim and the spectra read
     out = Path(args.out or Path('eval_results') /
                f'{Path(args.checkpoint).stem}_{Path(args.data_dir).name if args.data_dir else args.split}')
     out.mkdir(parents=True, exist_ok=True)
@@ -101,8 +118,8 @@ def main(args):
     with torch.no_grad():
         for start in tqdm(range(0, len(data), args.batch_size), desc='evaluating', unit='batch'):
             indices = range(start, min(start + args.batch_size, len(data)))
-            input_image, target_image = to_float(data.pair_batch(indices).to(device))
-            targets, label_maps = to_uint8(target_image), to_uint8(input_image)
+            input_image, target_image = to_float(data.pair_batch(indices).to(device), channels=data.channels)
+            targets, label_maps = pictures(target_image), to_uint8(input_image)
             scored = {}
             single = generator(input_image)
             visualize.save_panels(out, [Path(data.file_of(i)).stem for i in indices], input_image, target_image,
@@ -111,14 +128,15 @@ def main(args):
             if args.mirror:  # the single pass reused: only the mirrored input runs again
                 generated['mirror_'] = mirrored_mean(generator, input_image, single)
             for prefix, output in generated.items():
-                outputs = to_uint8(output)
+                outputs = pictures(output)
                 sums[f'{prefix}l1'] += metrics.l1(output, target_image) * len(indices)  # images are one size
                 for output_pixels, target_pixels in zip(outputs, targets):
                     sums[f'{prefix}psnr'] += metrics.psnr(output_pixels, target_pixels)
                     sums[f'{prefix}ssim'] += metrics.ssim(output_pixels, target_pixels)
                 add_spectra(grid_logs, powers, f'{prefix}grid', outputs)
-                if score_labels:
-                    scored[f'{prefix}labels'] = (outputs, targets)
+                if score_labels:  # label colours are 8-bit
+                    scored[f'{prefix}labels'] = (outputs, targets) if data.bits == 8 else \
+                        (to_uint8(output), to_uint8(target_image))
                 if segmenter is not None:
                     scored[f'{prefix}fcn_score'] = (to_uint8(segmenter(output)), label_maps)
             add_spectra(grid_logs, powers, 'grid_target', targets)
@@ -130,7 +148,7 @@ def main(args):
     results = {'checkpoint': str(args.checkpoint), 'epoch': state.get('epoch'), 'data': str(source),
                'direction': config['direction'], 'palette': palette_name if palette else None, 'images': len(data),
                'weights': 'ema' if checkpoint.has_average(state) else 'trained',
-               **{key: total / len(data) for key, total in sums.items()}}
+               **{key: total / len(data) for key, total in sums.items()}, **({'notes': notes} if notes else {})}
     if grid_logs:
         results.update({key: math.exp(total / len(data)) for key, total in grid_logs.items()})
         results.update({f'{prefix}hf_log_ratio': metrics.high_frequency_log_ratio(powers[f'{prefix}grid'],
@@ -144,6 +162,8 @@ def main(args):
     atomic_write(out / 'metrics.json', json.dumps(results, indent=2) + '\n')
 
     print(f'{len(data)} images of {source} ({config["direction"]}), panels and metrics.json in {out}')
+    for note in notes:
+        print(f'note: {note}')
     for key, value in results.items():
         if isinstance(value, dict):
             print(f'{key:<20}' + '  '.join(f'{name} {score:.4f}' for name, score in value.items()))

@@ -15,11 +15,18 @@ A training set is stored with mirrored borders of JITTER_PAD pixels around each
 half, so augmenting a batch is only a random crop (a shift of up to JITTER_PAD
 pixels each way) and a mirror per image, cut from both halves at once
 (`cut_pairs`); no resampling happens per epoch. A batch leaves
-here as a uint8 pair (2, B, 3, S, S): input then target, each in the memory
+here as a uint8 (or uint16) pair (2, B, C, S, S): input then target, each in the memory
 format the network reads (channels-last unless asked otherwise). `to_float`
-turns it into (input, target) in [-1, 1], and `to_uint8` turns a network's
-output back into pictures. Channels are RGB everywhere;
+turns it into (input, target) in [-1, 1], and `to_uint8` (`to_uint16`) turns a
+network's output back into pictures. Channels are RGB everywhere;
 OpenCV's BGR is converted at decode time.
+
+Each side is read at its own channel count (`read_image`): 1 (grey), 3 (RGB) or 4
+(RGBA). A side with fewer channels than the other is stored with zero channels
+added, so both halves share one array, and `to_float` drops them again. 16-bit
+PNG and TIFF files are read at full depth: a split with any 16-bit file is
+stored as uint16 (its 8-bit files x 257, exactly the same levels), any other as
+uint8, so 8-bit data takes the same path and space as ever.
 """
 import hashlib
 import os
@@ -229,9 +236,11 @@ def unlisted_pairs(root, lists):
             f'(e.g. {new[0].name}); delete both lists to split again with them')
 
 
-def read_rgb(path):
-    """Any image file -> RGB uint8 (H, W, 3); grey, alpha, 16-bit and CMYK are
-    converted. Raises DatasetError naming the file and the problem."""
+def read_image(path, channels=3):
+    """Any image file -> uint8 (H, W, channels), or uint16 for a 16-bit file, RGB(A) or grey:
+    3: grey becomes R = G = B, alpha is dropped, CMYK converted; 1: colour becomes grey
+    (ITU-R 601 luma); 4: RGBA, and a file without alpha is an error. Raises DatasetError
+    naming the file and the problem."""
     try:
         data = np.fromfile(path, dtype=np.uint8)
     except OSError as error:
@@ -241,35 +250,55 @@ def read_rgb(path):
     # OpenCV silently fills the missing part of a cut-off JPEG with grey
     if data[:2].tobytes() == b'\xff\xd8' and not data.tobytes().rstrip(b'\0\r\n ').endswith(b'\xff\xd9'):
         raise DatasetError(f'{path}: truncated JPEG')
-    image = cv2.imdecode(data, cv2.IMREAD_COLOR)
+    # ANYDEPTH: a 16-bit file stays 16-bit; an 8-bit one decodes exactly as with IMREAD_COLOR alone
+    image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED if channels == 4 else cv2.IMREAD_COLOR | cv2.IMREAD_ANYDEPTH)
     if image is None:
         raise DatasetError(f'{path}: not a readable image')
+    if image.dtype not in (np.uint8, np.uint16):
+        raise DatasetError(f'{path}: {image.dtype} pixels; 8- and 16-bit images are read')
+    if channels == 4:
+        found = image.shape[2] if image.ndim == 3 else 1
+        if found != 4:
+            raise DatasetError(f'{path}: {found} channel{"s" * (found > 1)}, no alpha; a 4-channel side needs '
+                               'RGBA files (PNG or TIFF with transparency)')
+        return cv2.cvtColor(image, cv2.COLOR_BGRA2RGBA)
+    if channels == 1:
+        return cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)[..., None]
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
 
-def resize_rgb(image, width, height):
-    """An (H, W, 3) image resized to width x height: INTER_AREA when either side
+def to_16_bits(image):
+    """uint8 -> uint16 on the same scale: 255 -> 65535, v -> 257 v, exactly."""
+    return image.astype(np.uint16) * 257
+
+
+def resize_image(image, width, height):
+    """An (H, W, C) image resized to width x height: INTER_AREA when either side
     shrinks (it averages the pixels it drops instead of aliasing), INTER_LINEAR
     otherwise. Training data and single images (translate.py) go through this one rule."""
     if image.shape[:2] == (height, width):
         return image
     shrinking = width < image.shape[1] or height < image.shape[0]
-    return cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR)
+    resized = cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR)
+    return resized.reshape(height, width, -1)  # OpenCV drops the axis of a single channel
 
 
-def decode_pair(files, image_size, pad=0):
-    """A pair's files, (left|right file,) or (A file, B file) -> RGB uint8
-    (H + 2 pad, 2 (W + 2 pad), 3), the input half left: each half resized to
-    image_size (see `parse_image_size`; the native size when 0, which A and B
-    must then share), then given a mirrored border of pad pixels. Raises DatasetError."""
+def decode_pair(files, image_size, pad=0, channels=(3, 3)):
+    """A pair's files, (left|right file,) or (A file, B file) -> uint8 (uint16 if either
+    is 16-bit) (H + 2 pad, 2 (W + 2 pad), C), the input half left: each half read at its
+    count of channels (left, right: see `read_image`), resized to image_size (see
+    `parse_image_size`; the native size when 0, which A and B must then share), then
+    given a mirrored border of pad pixels. C is the larger count; the other half gets
+    zero channels added. Raises DatasetError."""
     if len(files) == 1:
-        image = read_rgb(files[0])
+        images = {count: read_image(files[0], count) for count in channels}  # read once when both are equal
+        image = images[channels[0]]
         height, width = image.shape[:2]
         if width % 2 or width < 2:
             raise DatasetError(f'{files[0]}: {width}x{height} is not two equal halves side by side (odd width)')
-        halves = [image[:, :width // 2], image[:, width // 2:]]
+        halves = [image[:, :width // 2], images[channels[1]][:, width // 2:]]
     else:
-        image, halves = None, [read_rgb(path) for path in files]
+        image, halves = None, [read_image(path, count) for path, count in zip(files, channels)]
     shape = parse_image_size(image_size)
     for path, side in zip(files[1:], halves[1:]):
         if side.shape[:2] != halves[0].shape[:2] and shape is None:
@@ -278,10 +307,17 @@ def decode_pair(files, image_size, pad=0):
     shape, resized = shape or halves[0].shape[:2], False
     for i, side in enumerate(halves):
         if side.shape[:2] != shape:
-            halves[i], resized = resize_rgb(side, shape[1], shape[0]), True
+            halves[i], resized = resize_image(side, shape[1], shape[0]), True
+    if halves[0].dtype != halves[1].dtype:  # A/ or B/ 16-bit, the other 8-bit: the pair is 16-bit
+        halves = [to_16_bits(side) if side.dtype == np.uint8 else side for side in halves]
+    if channels[0] != channels[1]:
+        halves = [np.pad(side, ((0, 0), (0, 0), (0, max(channels) - side.shape[2]))) for side in halves]
     if pad:
-        halves = [cv2.copyMakeBorder(side, pad, pad, pad, pad, cv2.BORDER_REFLECT_101) for side in halves]
-    return image if image is not None and not (pad or resized) else np.concatenate(halves, axis=1)
+        halves = [cv2.copyMakeBorder(side, pad, pad, pad, pad, cv2.BORDER_REFLECT_101).reshape(
+            side.shape[0] + 2 * pad, side.shape[1] + 2 * pad, -1) for side in halves]  # keeps a single channel's axis
+    if image is not None and not (pad or resized or channels[0] != channels[1]):
+        return image
+    return np.concatenate(halves, axis=1)
 
 
 class FacadesDataset(Dataset):
@@ -294,14 +330,18 @@ class FacadesDataset(Dataset):
     themselves. image_size: the size
     each half is resized to at decode time (`parse_image_size`), 0 keeps the native size.
     cache_dir: where the decoded array file lives; '' decodes into RAM instead. skip_bad_images: warn and
-    skip unreadable files and unmatched A/B files instead of stopping.
+    skip unreadable files and unmatched A/B files instead of stopping. channels: of the
+    input and of the target, each 1, 3 or 4 (see `read_image`).
     """
 
     def __init__(self, source, direction='AtoB', augment=False, image_size=256,
-                 cache_dir='datasets/cache', skip_bad_images=False, progress=True):
+                 cache_dir='datasets/cache', skip_bad_images=False, progress=True, channels=(3, 3)):
         if direction not in DIRECTIONS:
             raise ValueError(f'direction must be one of {DIRECTIONS}, not {direction!r}')
+        if not set(channels) <= {1, 3, 4}:
+            raise ValueError(f'channels must be 1, 3 or 4, not {channels}')
         self.source, self.direction, self.augment = Path(source), direction, augment
+        self.channels = tuple(channels)
         self.image_size, self.skip_bad_images, self.progress = image_size, skip_bad_images, progress
         self.pad = JITTER_PAD if augment else 0
         self.pairs = list_pairs(source, skip_bad_images)
@@ -318,7 +358,7 @@ class FacadesDataset(Dataset):
 
     @property
     def pixels(self):
-        """uint8 (N, H, 2W, 3) as stored (with the borders when augmenting); opened lazily
+        """uint8 or uint16 (N, H, 2W, C) as stored (with the borders when augmenting); opened lazily
         so that each loader process maps the cache file itself instead of
         receiving a pickled copy."""
         if self._pixels is None:
@@ -330,6 +370,17 @@ class FacadesDataset(Dataset):
         """(height, width) of the halves a batch holds: the stored size, less the borders."""
         return self.pixels.shape[1] - 2 * self.pad, self.pixels.shape[2] // 2 - 2 * self.pad
 
+    @property
+    def bits(self):
+        """16 when the split holds a 16-bit file (and is stored as uint16), else 8."""
+        return 16 if self.pixels.dtype == np.uint16 else 8
+
+    @property
+    def file_channels(self):
+        """The channels of the left (A) and right (B) halves: the input's and the target's in
+        the direction's order."""
+        return self.channels if self.direction == 'AtoB' else self.channels[::-1]
+
     def __getstate__(self):
         state = self.__dict__.copy()
         if self.cache_path is not None:
@@ -337,7 +388,8 @@ class FacadesDataset(Dataset):
         return state
 
     def _cache_name(self):
-        signature = hashlib.sha1(f'{self.image_size}|{self.pad}'.encode())
+        # 'full depth': caches made before 16-bit files were read at 16 bits hold them at 8
+        signature = hashlib.sha1(f'{self.image_size}|{self.pad}|{self.file_channels}|full depth'.encode())
         for path in (path for files in self.pairs for path in files):
             try:
                 stat = os.stat(path)
@@ -350,7 +402,7 @@ class FacadesDataset(Dataset):
 
     def _decode_or_skip(self, files):
         try:
-            return decode_pair(files, self.image_size, self.pad)
+            return decode_pair(files, self.image_size, self.pad, self.file_channels)
         except DatasetError as error:
             if not self.skip_bad_images:
                 raise DatasetError(f'{error} (set skip_bad_images to skip such files)') from None
@@ -369,7 +421,7 @@ class FacadesDataset(Dataset):
                 yield pending.popleft().result()
 
     def _decoded(self):
-        """(position, RGB array) for each good file. Bad files raise, or are
+        """(position, decoded pair) for each good file. Bad files raise, or are
         skipped with a warning."""
         images = tqdm(self._decoded_in_order(), total=len(self.pairs), desc=f'decoding {self.source}',
                       disable=not self.progress, leave=False)
@@ -394,11 +446,15 @@ class FacadesDataset(Dataset):
             index.append(position)
         if not images:
             raise DatasetError(f'{self.source}: no readable images')
+        if any(image.dtype == np.uint16 for image in images):  # the split is 16-bit if any file is
+            images = [to_16_bits(image) if image.dtype == np.uint8 else image for image in images]
         return np.stack(images), np.array(index)
 
     def _build(self, cache_path):
         """Decode straight into a memory-mapped file, so RAM stays bounded, and
-        rename it into place only when complete."""
+        rename it into place only when complete. The file is uint8 until a 16-bit
+        image arrives: then the images so far are copied into a uint16 file (x 257),
+        as are all 8-bit images after it."""
         cache_path.parent.mkdir(parents=True, exist_ok=True)
         for stale in cache_path.parent.glob(cache_path.name.rsplit('_', 1)[0] + '_*'):
             # an older cache of the same split; not this one, which another run may be
@@ -406,6 +462,7 @@ class FacadesDataset(Dataset):
             if not stale.name.startswith(cache_path.stem) and not stale.name.endswith('.tmp'):
                 stale.unlink(missing_ok=True)
         temporary = cache_path.with_name(cache_path.name + f'.{os.getpid()}.tmp')
+        wide = temporary.with_suffix('.16.tmp')
         array, count, index = None, 0, []
         try:
             for position, image in self._decoded():
@@ -413,7 +470,11 @@ class FacadesDataset(Dataset):
                     array = np.lib.format.open_memmap(temporary, mode='w+', dtype=np.uint8,
                                                       shape=(len(self.pairs),) + image.shape)
                 self._check_shape(position, image, array.shape[1:])
-                array[count] = image
+                if image.dtype == np.uint16 and array.dtype == np.uint8:  # the split is 16-bit if any file is
+                    array = widened(array, count, wide)
+                    temporary.unlink()
+                    temporary, wide = wide, temporary
+                array[count] = to_16_bits(image) if array.dtype != image.dtype else image
                 index.append(position)
                 count += 1
             if array is None:
@@ -429,16 +490,17 @@ class FacadesDataset(Dataset):
             os.replace(temporary, cache_path)
         finally:
             temporary.unlink(missing_ok=True)
+            wide.unlink(missing_ok=True)
 
     def __len__(self):
         return len(self.index)
 
     def gather(self, indices):
-        """uint8 (B, H, 2W, 3) images as stored: the loader's collate_fn, a plain copy."""
+        """uint8 or uint16 (B, H, 2W, C) images as stored: the loader's collate_fn, a plain copy."""
         return torch.from_numpy(np.ascontiguousarray(self.pixels[np.asarray(indices)]))
 
     def cut_pairs(self, images, generator=None, pin_memory=False, channels_last=True, side=None):
-        """Images from `gather` -> uint8 pair (2, B, 3, H, W), input then target.
+        """Images from `gather` -> pair (2, B, C, H, W) of their dtype, input then target.
         With a generator, each image gets a randomly shifted crop and a coin-flip
         mirroring, the same for both of its halves; without one, the centre crop
         (for an augmented set, the image without its borders). side: crops of
@@ -454,8 +516,9 @@ class FacadesDataset(Dataset):
             offsets = zip(torch.randint(0, stored_height - height + 1, (count,), generator=generator).tolist(),
                           torch.randint(0, stored_width - width + 1, (count,), generator=generator).tolist())
             flips = (torch.rand(count, generator=generator) < 0.5).tolist()
-        shape = (height, width, 3) if channels_last else (3, height, width)
-        pair = torch.empty((2, count) + shape, dtype=torch.uint8, pin_memory=pin_memory)
+        channels = images.shape[3]
+        shape = (height, width, channels) if channels_last else (channels, height, width)
+        pair = torch.empty((2, count) + shape, dtype=images.dtype, pin_memory=pin_memory)
         source, planes = images.numpy(), pair.numpy()
         sides = (0, 1) if self.direction == 'AtoB' else (1, 0)
         # OpenCV, per image: several times faster than numpy's [:, ::-1] and torch's NHWC -> NCHW copy
@@ -472,7 +535,7 @@ class FacadesDataset(Dataset):
         return pair.permute(0, 1, 4, 2, 3) if channels_last else pair
 
     def pair_batch(self, indices, generator=None):
-        """uint8 pair (2, B, 3, H, W) of the given images; see `cut_pairs`."""
+        """Pair (2, B, C, H, W) of the given images; see `cut_pairs`."""
         return self.cut_pairs(self.gather(indices), generator)
 
     def file_of(self, i):
@@ -480,16 +543,36 @@ class FacadesDataset(Dataset):
         return self.pairs[self.index[i]][0]
 
 
-def to_float(pair, memory_format=torch.preserve_format):
-    """uint8 pair (2, B, 3, H, W) -> (input, target), float in [-1, 1], in the
-    given memory format (by default the pair's own)."""
+def widened(array, count, path):
+    """A new uint16 memory-mapped file at path holding the first count images of a
+    uint8 one, x 257, and room for the rest."""
+    wide = np.lib.format.open_memmap(path, mode='w+', dtype=np.uint16, shape=array.shape)
+    for i in range(count):  # one image at a time: RAM stays bounded
+        wide[i] = to_16_bits(array[i])
+    return wide
+
+
+def to_float(pair, memory_format=torch.preserve_format, channels=(None, None)):
+    """uint8 or uint16 pair (2, B, C, H, W) -> (input, target), float in [-1, 1]
+    (0..255 or 0..65535), in the given memory format (by default the pair's own).
+    channels: the input's and the target's counts (`FacadesDataset.channels`), where
+    the pair holds a side with zero channels added; by default every channel."""
+    scale = 1 / 127.5 if pair.dtype == torch.uint8 else 1 / 32767.5
     # one converting copy, then in place: no second fresh tensor to allocate and fault in,
     # about half the time of `pair / 127.5 - 1` on a 2-core CPU
-    return tuple(plane.to(torch.float32, memory_format=memory_format).mul_(1 / 127.5).sub_(1) for plane in pair)
+    return tuple(plane[:, :count].to(torch.float32, memory_format=memory_format).mul_(scale).sub_(1)
+                 for plane, count in zip(pair, channels))
 
 
 def to_uint8(images):
-    """(N, 3, H, W) in [-1, 1] -> RGB uint8 numpy (N, H, W, 3), rounded: the
+    """(N, C, H, W) in [-1, 1] -> uint8 numpy (N, H, W, C), rounded: the
     pictures that are saved and shown, and that the metrics score."""
     images = ((images.detach().float().cpu().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
     return images.permute(0, 2, 3, 1).numpy()
+
+
+def to_uint16(images):
+    """(N, C, H, W) in [-1, 1] -> uint16 numpy (N, H, W, C), rounded: the pictures of a
+    network trained on 16-bit targets."""
+    images = ((images.detach().float().cpu().clamp(-1, 1) + 1) * 32767.5).round().to(torch.int32)
+    return images.permute(0, 2, 3, 1).numpy().astype(np.uint16)

@@ -5,7 +5,8 @@ domain: the lattice that stride-2 transposed convolutions leave (`grid_logs`)
 and the fine detail (`radial_power`).
 
 L1 reads the model's float tensors in [-1, 1]. The others read what a viewer
-sees, RGB uint8 images (N, H, W, 3) from `facades_dataset.to_uint8`. A colour label map is read
+sees, RGB uint8 images (N, H, W, 3) from `facades_dataset.to_uint8` (PSNR, SSIM
+and the spectra also grey or RGBA, and uint16 from `to_uint16`). A colour label map is read
 back as classes by giving every pixel the class of its nearest palette colour:
 that is the paper's protocol, and it absorbs the JPEG noise of the datasets.
 """
@@ -80,16 +81,17 @@ def l1(output, target):
 
 
 def psnr(output, target):
-    """PSNR in dB of one uint8 (H, W, 3) image against its target; PSNR_CAP when identical."""
+    """PSNR in dB of one uint8 or uint16 (H, W, C) image against its target (peak 255 or
+    65535); PSNR_CAP when identical."""
     with np.errstate(divide='ignore'):
-        return min(float(peak_signal_noise_ratio(target, output, data_range=255)), PSNR_CAP)
+        return min(float(peak_signal_noise_ratio(target, output, data_range=np.iinfo(target.dtype).max)), PSNR_CAP)
 
 
 def ssim(output, target):
-    """SSIM of one uint8 (H, W, 3) image against its target, averaged over channels,
+    """SSIM of one uint8 or uint16 (H, W, C) image against its target, averaged over channels,
     with the settings of Wang et al. 2004 (11x11 Gaussian window, sigma 1.5)."""
-    return float(structural_similarity(target, output, channel_axis=-1, data_range=255, gaussian_weights=True,
-                                       sigma=1.5, use_sample_covariance=False))
+    return float(structural_similarity(target, output, channel_axis=-1, data_range=np.iinfo(target.dtype).max,
+                                       gaussian_weights=True, sigma=1.5, use_sample_covariance=False))
 
 
 def nearest_class(images, palette):
@@ -143,10 +145,13 @@ RADIAL_BINS = 32
 
 
 def power_spectra(images):
-    """uint8 (N, H, W, 3) RGB -> float64 (N, H, W): the power spectrum of each image's
-    luma (ITU-R 601), mean removed and under a 2-D Hann window (no edge leakage)."""
+    """(N, H, W, C) RGB, RGBA or grey -> float64 (N, H, W): the power spectrum of each image's
+    luma (ITU-R 601; grey is its own), mean removed and under a 2-D Hann window (no edge leakage)."""
     pixels = torch.as_tensor(np.asarray(images)).double()
-    luma = pixels @ torch.tensor([0.299, 0.587, 0.114], dtype=torch.float64)
+    if pixels.shape[-1] == 1:
+        luma = pixels[..., 0]
+    else:
+        luma = pixels[..., :3] @ torch.tensor([0.299, 0.587, 0.114], dtype=torch.float64)
     luma = luma - luma.mean((-2, -1), keepdim=True)
     height, width = luma.shape[-2:]
     window = torch.outer(torch.hann_window(height, periodic=False, dtype=torch.float64),

@@ -1,11 +1,12 @@
 """A generator as an ONNX file, to run it outside PyTorch: written by export.py,
 run in ONNX Runtime by predict.py (both need requirements-onnx.txt).
 
-The file takes and gives what the PyTorch generator does: float32 (N, 3, H, W)
-RGB in [-1, 1], any batch and any sides the network can take (multiples of 16
-for fcn, of 256 for unet256). The run's settings that using it needs travel in
-its metadata as JSON under the key 'pix2pix', as a checkpoint carries its
-config, so predict.py resizes each image as it does for the .pth.
+The file takes and gives what the PyTorch generator does: float32 (N, C, H, W)
+in [-1, 1] (C: the run's input_channels in, output_channels out; 3 for RGB), any
+batch and any sides the network can take (multiples of 16 for fcn, of 256 for
+unet256). The run's settings that using it needs travel in its metadata as JSON
+under the key 'pix2pix', as a checkpoint carries its config, so predict.py
+resizes each image as it does for the .pth.
 """
 import io
 import json
@@ -13,9 +14,10 @@ from pathlib import Path
 
 import torch
 
+import checkpoint
 from errors import UserError
 from files import atomic_write
-from FCN_network import GENERATORS
+from FCN_network import GENERATORS, channels_of
 
 SETTINGS_KEY = 'pix2pix'
 INSTALL = 'pip install -r requirements-onnx.txt'
@@ -25,9 +27,9 @@ DYNAMIC = {0: 'batch', 2: 'height', 3: 'width'}
 
 def settings_of(config):
     """What using the network needs from a run's config, and what it is and was trained
-    on (the data set by its name: a shared file need not show the folders it came from)."""
-    names = ('model', *GENERATORS[config['model']].settings, 'direction', 'image_size')
-    return {**{name: config[name] for name in names}, 'dataset': Path(str(config['dataset'])).name}
+    on (the data set by its name: a shared file need not show the folders it came from):
+    what a .pth from export.py holds."""
+    return checkpoint.inference_config(config)
 
 
 def export(generator, config, epoch, path):
@@ -38,17 +40,19 @@ def export(generator, config, epoch, path):
     except ImportError:
         raise UserError(f'writing ONNX needs the onnx package: {INSTALL}') from None
     side = GENERATORS[config['model']].side_multiple
+    channels = channels_of(config)
     buffer = io.BytesIO()
     # the TorchScript exporter: one self-contained file, in a fraction of a second, in every torch
     # that requirements-onnx.txt allows; torch.export's (dynamo=True, the default from 2.9) also
     # matches to 1e-7 but needs onnxscript, takes seconds and writes the weights to a second file
-    torch.onnx.export(generator.eval(), (torch.zeros(1, 3, side, side),), buffer, dynamo=False,
+    torch.onnx.export(generator.eval(), (torch.zeros(1, channels[0], side, side),), buffer, dynamo=False,
                       opset_version=OPSET, input_names=['input'], output_names=['output'],
                       dynamic_axes={'input': DYNAMIC, 'output': DYNAMIC})
     model = onnx.load_from_string(buffer.getvalue())
     onnx.helper.set_model_props(model, {SETTINGS_KEY: json.dumps({'epoch': epoch, 'config': settings_of(config)})})
-    model.doc_string = (f'pix2pix generator {config["model"]} ({config["direction"]}): input and output float32 '
-                        f'(N, 3, H, W) RGB in [-1, 1], H and W multiples of {side}')
+    model.doc_string = (f'pix2pix generator {config["model"]} ({config["direction"]}): input float32 '
+                        f'(N, {channels[0]}, H, W), output (N, {channels[1]}, H, W), in [-1, 1], '
+                        f'H and W multiples of {side}')
     atomic_write(path, model.SerializeToString())
 
 
@@ -79,7 +83,8 @@ class OnnxGenerator:
             raise UserError(f'{path}: an ONNX file without the settings of a run of this repo; '
                             f'write one with python export.py CHECKPOINT {path.name}')
         saved = json.loads(metadata[SETTINGS_KEY])
-        self.config, self.epoch = saved['config'], saved['epoch']
+        # files written before the channel settings existed: RGB to RGB, 8 bits
+        self.config, self.epoch = {**checkpoint.OLD_DEFAULTS, **saved['config']}, saved['epoch']
 
     def __call__(self, images):
         (output,) = self.session.run(None, {'input': images.detach().cpu().float().contiguous().numpy()})

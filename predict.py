@@ -4,7 +4,10 @@
     python predict.py checkpoints/fcn_epoch_200.pth my_label_maps/ --out predictions --panels
 
 The inputs are single images, not left|right pairs, of any size; each output is
-written at its input's size as OUT/NAME.png (with --panels: input | output).
+written at its input's size as OUT/NAME.png (with --panels: input | output), with
+the network's output channels (a grey PNG for 1) and, when it was trained on
+16-bit targets, as a 16-bit PNG (panels are 8-bit RGB, for viewing). Each input is
+read as training read it: at the network's input channels (colour to grey for 1).
 A folder holding A/ and B/ (a dataset of your own) gives its inputs: A/ for a
 checkpoint trained AtoB, B/ for BtoA.
 The network's settings come from the checkpoint, so no flag repeats them.
@@ -24,7 +27,7 @@ import onnx_generator
 import visualize
 from errors import UserError, cli
 from FCN_network import pick_device
-from facades_dataset import DatasetError, inputs_of, list_images, read_rgb
+from facades_dataset import DatasetError, inputs_of, list_images, read_image
 from files import atomic_write
 from translate import predict
 
@@ -70,13 +73,14 @@ def main():
     written = 0
     for path, name in zip(tqdm(paths, desc='predicting', unit='image'), output_names(paths)):
         try:
-            image = read_rgb(path)
+            image = read_image(path, config['input_channels'])
         except DatasetError as error:
             tqdm.write(f'skipped {error}', file=sys.stderr)
             continue
         output = predict(generator, image, config, device, args.mirror)
-        atomic_write(args.out / name,
-                                visualize.encode_png(np.concatenate([image, output], 1) if args.panels else output))
+        if args.panels:
+            output = np.concatenate([visualize.viewable(image), visualize.viewable(output)], 1)
+        atomic_write(args.out / name, visualize.encode_png(output))
         written += 1
     if not written:
         raise UserError(f'none of the {len(paths)} input file(s) could be read')

@@ -38,6 +38,8 @@ augment = True               # shift training pairs by up to 16 px (mirrored bor
 patch_size = 128             # fcn with augment: the first patch_epochs train on random crops of this side,
 patch_epochs = 0.5           # about 4x cheaper at 128, then whole images; patch_size 0: whole images throughout
 skip_bad_images = False      # warn about and skip unreadable images instead of stopping
+input_channels = 3           # channels the network reads: 1 (grey; colour files are converted), 3 (RGB), 4 (RGBA)
+output_channels = 3          # channels it writes, the targets read likewise (4: the files need alpha)
 cache_dir = 'datasets/cache'  # decoded pixels, memory-mapped across runs; '' decodes into RAM each run
 # model
 model = 'fcn'                # 'fcn' (4 down + 4 up blocks) or 'unet256' (the Pix2Pix generator)
@@ -98,7 +100,7 @@ config = {name: value for name, value in globals().items()
 BOOLS = {'augment', 'skip_bad_images', 'skips', 'gan', 'scale_lr', 'tensorboard', 'channels_last', 'compile',
          'sync_bn'}
 INTS = {'patch_size', 'width', 'd_width', 'd_layers', 'num_epochs', 'batch_size', 'lr_step', 'validate_every',
-        'save_every', 'num_samples', 'seed', 'threads', 'num_workers'}
+        'save_every', 'num_samples', 'seed', 'threads', 'num_workers', 'input_channels', 'output_channels'}
 FLOATS = {'val_fraction', 'patch_epochs', 'lambda_l1', 'gan_start', 'lr', 'lr_d', 'beta1', 'beta2', 'lr_gamma',
           'ema', 'ema_start'}  # an int is taken too (lr = 1)
 STRINGS = {'dataset', 'cache_dir', 'checkpoint_dir', 'train_results_dir', 'val_results_dir', 'resume', 'device'}
@@ -107,9 +109,11 @@ STRINGS = {'dataset', 'cache_dir', 'checkpoint_dir', 'train_results_dir', 'val_r
 # (tests/test_settings.py holds the two together)
 MODELS = {'fcn': (16, True), 'unet256': (256, False)}
 CHOICES = {'model': tuple(MODELS), 'direction': ('AtoB', 'BtoA'), 'gan_loss': ('vanilla', 'lsgan'),
-           'upsample': ('transpose', 'transpose_blur', 'nearest', 'bilinear', 'subpixel'), 'd_norm': ('batch', 'spectral'),  # FCN_network.UPSAMPLES (needs torch)
+           'upsample': ('transpose', 'transpose_blur', 'nearest', 'bilinear', 'subpixel'),   # FCN_network.UPSAMPLES (needs torch)
+           'd_norm': ('batch', 'spectral'),
            'lr_schedule': ('linear', 'step', 'constant'), 'amp': ('auto', 'bf16', 'fp16', 'off'),
-           'backend': ('auto', 'gloo', 'nccl'), 'prefetch': ('auto', 'on', 'off')}
+           'backend': ('auto', 'gloo', 'nccl'), 'prefetch': ('auto', 'on', 'off'),
+           'input_channels': (1, 3, 4), 'output_channels': (1, 3, 4)}
 POSITIVE = {'width', 'd_width', 'd_layers', 'num_epochs', 'batch_size', 'lr', 'lr_step', 'lr_gamma',
             'validate_every', 'save_every'}
 FRACTIONS = {'ema', 'ema_start', 'patch_epochs', 'gan_start', 'val_fraction', 'beta1', 'beta2'}  # in [0, 1)
@@ -122,7 +126,7 @@ ONLY_WITH = {'gan_loss': ('gan', True), 'lambda_l1': ('gan', True), 'd_width': (
              'd_layers': ('gan', True), 'd_norm': ('gan', True), 'lr_d': ('gan', True), 'gan_start': ('gan', True),
              'skips': ('model', 'fcn'), 'lr_step': ('lr_schedule', 'step'), 'lr_gamma': ('lr_schedule', 'step')}
 TYPES = {**dict.fromkeys(BOOLS, bool), **dict.fromkeys(INTS, int), **dict.fromkeys(FLOATS, float),
-         **dict.fromkeys(STRINGS | set(CHOICES), str), 'image_size': 'image_size'}
+         **dict.fromkeys(STRINGS | set(CHOICES) - INTS, str), 'image_size': 'image_size'}
 EXPECTED = {bool: 'bool: True or False', int: 'int (a whole number)', float: 'float (a number)',
             str: 'str (text in quotes)',
             'image_size': "one side like 256, WIDTHxHEIGHT like 512x256, or 0 for the files' own size"}
@@ -205,7 +209,7 @@ def validate(settings, overrides=()):
         if not is_a(TYPES[name], value):
             raise UserError(f'{where(name)}: expected {EXPECTED[TYPES[name]]}')
         if name in CHOICES and value not in CHOICES[name]:
-            raise UserError(f'{where(name)}: expected one of {", ".join(CHOICES[name])}')
+            raise UserError(f'{where(name)}: expected one of {", ".join(map(str, CHOICES[name]))}')
         if name in POSITIVE and not value > 0:  # NaN too
             raise UserError(f'{where(name)}: must be greater than 0')
         if name in FRACTIONS and not 0 <= value < 1:
@@ -308,8 +312,10 @@ def main(overrides):
                 print(made, flush=True)
         train_set = load_split(cfg, 'train', rank, world_size)
         val_set = load_split(cfg, 'val', rank, world_size)
+        cfg['output_bits'] = train_set.bits  # not a setting, found in the data: predict.py writes 16-bit PNGs for 16
         if is_main:
-            print(f'data: {len(train_set)} train, {len(val_set)} val pairs from {cfg["dataset"]} ({cfg["direction"]})')
+            print(f'data: {len(train_set)} train, {len(val_set)} val pairs from {cfg["dataset"]} ({cfg["direction"]}'
+                  f'{", 16-bit" if train_set.bits == 16 else ""})')
             if world_size > 1 and cfg['sync_bn'] and device.type != 'cuda':  # PyTorch's SyncBatchNorm is GPU-only
                 print('note: sync_bn needs CUDA; on CPU each process normalises with its own batch statistics')
         sampler = DistributedSampler(range(len(train_set)), num_replicas=world_size, rank=rank, shuffle=True,
@@ -432,7 +438,7 @@ def load_split(cfg, split, rank, world_size):
         return FacadesDataset(split_source(cfg['dataset'], split), cfg['direction'],
                               augment=cfg['augment'] and split == 'train', image_size=cfg['image_size'],
                               cache_dir=cfg['cache_dir'], skip_bad_images=cfg['skip_bad_images'],
-                              progress=rank == 0)
+                              progress=rank == 0, channels=(cfg['input_channels'], cfg['output_channels']))
     data = make() if rank == 0 else None
     if world_size > 1:
         dist.barrier()
@@ -482,7 +488,8 @@ def save_samples(run, data, folder):
     indices = list(range(min(run.cfg['num_samples'], len(data))))
     if not indices:
         return {}
-    input_image, target_image = to_float(data.pair_batch(indices).to(run.device), training.memory_format(run.cfg))
+    input_image, target_image = to_float(data.pair_batch(indices).to(run.device), training.memory_format(run.cfg),
+                                         data.channels)
     generator = run.eval_model().eval()
     with training.autocast(run.device, run.amp_dtype):
         output = generator(input_image)

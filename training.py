@@ -132,7 +132,7 @@ def model_batches(loader, train_set, cfg, device, augment_rng, side=None):
     def ready(images):
         pair = train_set.cut_pairs(images, augment_rng if cfg['augment'] else None, side=side,
                                    pin_memory=device.type == 'cuda', channels_last=cfg['channels_last'])
-        return to_float(pair.to(device, non_blocking=True), memory_format(cfg))
+        return to_float(pair.to(device, non_blocking=True), memory_format(cfg), train_set.channels)
     if cfg['prefetch'] == 'off' or (cfg['prefetch'] == 'auto' and device.type != 'cuda'):
         yield from map(ready, loader)
         return
@@ -250,7 +250,7 @@ def validate(generator, data, cfg, device, amp_dtype):
     chunk = min(2 * cfg['batch_size'], 32)  # bigger batches only run slower on a CPU (cache misses)
     for start in range(0, len(data), chunk):
         batch = data.pair_batch(range(start, min(start + chunk, len(data))))
-        input_image, target_image = to_float(batch.to(device), memory_format(cfg))
+        input_image, target_image = to_float(batch.to(device), memory_format(cfg), data.channels)
         with autocast(device, amp_dtype):
             output = generator(input_image)
         total += (output.float() - target_image).abs().sum().item()

@@ -1,7 +1,9 @@
 """Pictures of a run: three-panel images (input | target | output), the HTML
 gallery of the saved epochs, the loss curve, and the TensorBoard log.
 
-Tensors arrive RGB in [-1, 1]; OpenCV's BGR appears only in `encode_png`.
+Tensors arrive RGB in [-1, 1] (or grey, or RGBA); OpenCV's BGR appears only in
+`encode_png`. Panels are RGB whatever the channels: grey is shown as grey, RGBA as
+its RGB.
 """
 import html
 import io
@@ -15,16 +17,33 @@ from facades_dataset import numeric_key, to_uint8
 from files import atomic_write
 
 
-def encode_png(rgb):
-    ok, data = cv2.imencode('.png', cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+def encode_png(image):
+    """PNG bytes of an (H, W, C) image: grey (C = 1), RGB or RGBA; 16-bit for uint16."""
+    conversion = {3: cv2.COLOR_RGB2BGR, 4: cv2.COLOR_RGBA2BGRA}.get(image.shape[2])
+    ok, data = cv2.imencode('.png', image if conversion is None else cv2.cvtColor(image, conversion))
     if not ok:
         raise OSError('PNG encoding failed')
     return data.tobytes()
 
 
+def as_rgb(images):
+    """(..., C) uint8 pictures -> (..., 3) for viewing: grey repeated in R, G and B, RGBA
+    without its alpha, RGB as it is."""
+    if images.shape[-1] == 1:
+        return np.repeat(images, 3, axis=-1)
+    return images[..., :3] if images.shape[-1] == 4 else images
+
+
+def viewable(image):
+    """An (H, W, C) picture of either depth as RGB uint8: 16 bits rounded to 8."""
+    if image.dtype == np.uint16:
+        image = ((image.astype(np.uint32) + 128) // 257).astype(np.uint8)
+    return as_rgb(image)
+
+
 def make_panels(*columns):
-    """Batches of shape (B, 3, H, W) -> B RGB uint8 images, the columns side by side."""
-    return list(np.concatenate([to_uint8(column) for column in columns], axis=2))
+    """Batches of shape (B, C, H, W) -> B RGB uint8 images, the columns side by side."""
+    return list(np.concatenate([as_rgb(to_uint8(column)) for column in columns], axis=2))
 
 
 def write_pngs(folder, names, images):
@@ -39,7 +58,7 @@ def write_pngs(folder, names, images):
 
 def save_panels(folder, names, *columns):
     """One PNG per image: the given columns side by side (e.g. input, target,
-    output batches of shape (B, 3, H, W)), named after `names`."""
+    output batches of shape (B, C, H, W)), named after `names`."""
     return write_pngs(folder, names, make_panels(*columns))
 
 

@@ -357,8 +357,9 @@ def test_export_keeps_the_weight_average_alone_and_scores_the_same(runs, tmp_pat
     assert all(torch.equal(small['model'][name], average[name]) for name in average)
     assert not all(torch.equal(full['model'][name], average[name]) for name in average)  # the average, not the weights
     # what inference needs, and the dataset by name: no path of the training machine
-    assert small['config'] == {'model': 'fcn', 'width': 4, 'skips': True, 'upsample': 'transpose', 'direction': 'AtoB',
-                               'image_size': 32, 'dataset': 'tiny'}
+    assert small['config'] == {'model': 'fcn', 'width': 4, 'skips': True, 'upsample': 'transpose', 'input_channels': 3,
+                               'output_channels': 3, 'output_bits': 8, 'direction': 'AtoB', 'image_size': 32,
+                               'dataset': 'tiny'}
     scores = {}
     for name, path in (('full', checkpoints['skips']), ('small', tmp_path / 'small.pth')):
         evaluate(path, '--data_dir', data / 'val', '--out', tmp_path / name, cwd=tmp_path)

@@ -10,7 +10,7 @@ import torch
 import facades_dataset
 from conftest import REAL_DATA, make_pair, write_ab_pairs, write_pairs
 from facades_dataset import JITTER_PAD, DatasetError, FacadesDataset, decode_pair, list_images, make_split, \
-    parse_image_size, read_rgb, to_float
+    parse_image_size, read_image, to_float
 
 
 def dataset(source, tmp_path, **kwargs):
@@ -264,15 +264,15 @@ def test_bad_image_outcome(tmp_path, case):
 def converted(tmp_path, content, name='1.jpg'):
     path = tmp_path / name
     path.write_bytes(content)
-    return read_rgb(path)
+    return read_image(path)
 
 
-def test_16_bit_png_is_scaled_to_8_bits_not_clipped_or_wrapped(tmp_path):
-    levels = np.repeat(np.array([[0x0000, 0x4000, 0x8000, 0xFFFF]], np.uint16), 8, axis=1).repeat(4, axis=0)
+def test_16_bit_png_is_read_at_full_depth(tmp_path):
+    levels = np.repeat(np.array([[0x0000, 0x4001, 0x80FF, 0xFFFF]], np.uint16), 8, axis=1).repeat(4, axis=0)
     image = converted(tmp_path, png_16bit_grey(levels), '1.png')
-    assert image.dtype == np.uint8 and image.shape == (4, 32, 3)
-    # the top byte: 0x4000 -> 64; clipping would give 255, keeping the low byte 0
-    assert image[0, ::8, 0].tolist() == [0, 64, 128, 255] and (image == image[:1, :, :1]).all()
+    assert image.dtype == np.uint16 and image.shape == (4, 32, 3)
+    # every bit kept: scaling to 8 bits would give 0x4000 and 0x8000 (the low bytes lost)
+    assert image[0, ::8, 0].tolist() == [0x0000, 0x4001, 0x80FF, 0xFFFF] and (image == image[:1, :, :1]).all()
 
 
 def test_greyscale_becomes_equal_red_green_and_blue(tmp_path):

@@ -101,8 +101,9 @@ def test_export_py_writes_the_weight_average(onnx_generator, tmp_path):
     images = torch.rand(2, 3, 48, 32) * 2 - 1
     assert (runtime(images) - pytorch(average, images)).abs().max() <= 1e-4
     assert (runtime(images) - pytorch(trained, images)).abs().max() > 0.1
-    assert runtime.config == {'model': 'fcn', 'width': 4, 'skips': True, 'upsample': 'transpose',
-                              'direction': train.config['direction'], 'image_size': 32, 'dataset': 'tiny'}
+    assert runtime.config == {'model': 'fcn', 'width': 4, 'skips': True, 'upsample': 'transpose', 'input_channels': 3,
+                              'output_channels': 3, 'output_bits': 8, 'direction': train.config['direction'],
+                              'image_size': 32, 'dataset': 'tiny'}
 
 
 def test_predict_with_the_onnx_file_writes_the_pths_pictures(onnx_generator, tmp_path):
