@@ -36,6 +36,7 @@ def test_the_table_lists_every_file_and_they_are_small():
     assert sum((PRETRAINED / name).stat().st_size for name in files) <= 10 * 2**20
 
 
+@pytest.mark.slow  # two models over the real val set at 256x256
 @pytest.mark.skipif(not FACADES_VAL.is_dir(), reason='the real facades val set is not in ../shared/datasets')
 def test_pretrained_models_score_as_the_table_says(tmp_path):
     expected = table()
