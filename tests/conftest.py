@@ -1,8 +1,14 @@
 """Synthetic paired images for every test: small, made on the fly, learnable
-(the right half is a fixed colour mapping of blocky shapes on the left)."""
+(the right half is a fixed colour mapping of blocky shapes on the left), and the
+ways tests run the scripts: as a user does (run_script, a new process), or their
+main in this process (run_main, no start-up), for what a run computes."""
+import contextlib
+import io
 import os
 import subprocess
 import sys
+import time
+import types
 from pathlib import Path
 
 import cv2
@@ -11,6 +17,9 @@ import pytest
 import torch
 
 import checkpoint
+import evaluate
+import export
+import predict
 import train
 from FCN_network import build_generator
 
@@ -80,6 +89,35 @@ def run_script(script, *args, cwd, env=None, check=True, timeout=300):
     return result
 
 
+# each script's main as its `if __name__ == '__main__'` block calls it, less errors.cli
+MAINS = {'train.py': lambda: train.main(train.parse_overrides(sys.argv[1:], train.config)),
+         'evaluate.py': lambda: evaluate.main(evaluate.parse_args()),
+         'predict.py': predict.main, 'export.py': export.main}
+
+
+def run_main(script, *args, cwd):
+    """A script's main called in this process with the command line run_script would give
+    it, from cwd: for tests of what a run computes, not of its command line. A user's
+    error raises (UserError) instead of exiting 1. What the run changes here (torch's
+    threads and random state, train.py's launch clock, argv, cwd) is put back after.
+    Returns its stdout and stderr, as run_script does."""
+    stdout, stderr = io.StringIO(), io.StringIO()
+    threads, random_state, launched, argv = torch.get_num_threads(), torch.get_rng_state(), train._launched, sys.argv
+    sys.argv = [str(REPO / script), *map(str, args)]
+    train._launched = time.time()  # the run's wall clock starts now, as a new process's would
+    try:
+        with contextlib.chdir(cwd), contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+            MAINS[script]()
+    except BaseException:
+        print(stdout.getvalue(), stderr.getvalue(), sep='\n')  # shown with the failure
+        raise
+    finally:
+        sys.argv, train._launched = argv, launched
+        torch.set_num_threads(threads)
+        torch.set_rng_state(random_state)
+    return types.SimpleNamespace(returncode=0, stdout=stdout.getvalue(), stderr=stderr.getvalue())
+
+
 def tiny_run_args(data, out, **settings):
     """Settings for a fast training run on the tiny set, writing under out."""
     base = dict(dataset=data, image_size=32, width=4, batch_size=4, num_epochs=2, save_every=1, num_samples=2,
@@ -87,6 +125,22 @@ def tiny_run_args(data, out, **settings):
                 val_results_dir=out / 'val_results', cache_dir=out / 'cache', threads=1)
     base.update(settings)
     return [f'--{k}={v}' for k, v in base.items()]
+
+
+@pytest.fixture(scope='session')
+def tiny_data(tmp_path_factory):
+    """The tiny dataset, written once for the whole test run; tests only read it."""
+    return write_tiny_dataset(tmp_path_factory.mktemp('tiny'))
+
+
+@pytest.fixture(scope='session')
+def tiny_run(tiny_data, tmp_path_factory):
+    """One run of tiny_run_args' settings (2 epochs, saved after each) on tiny_data, on the
+    CPU in fp32 as the tests recompute it, made once for the whole test run: its folder.
+    Tests only read it; one that would change a file copies it first."""
+    out = tmp_path_factory.mktemp('tiny_run')
+    run_main('train.py', *tiny_run_args(tiny_data, out, device='cpu', amp='off'), cwd=out)
+    return out
 
 
 def save_generator(path, config, generator):

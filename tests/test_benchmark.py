@@ -7,6 +7,7 @@ import torch
 from conftest import run_script
 
 
+@pytest.mark.slow  # the benchmark times its epochs
 def test_quick_benchmark_writes_both_ratios_per_network(pairs_dir, tmp_path):
     out = tmp_path / 'results' / 'benchmark.json'
     result = run_script('benchmark.py', '--quick', '--amp', 'off', '--data', pairs_dir, '--out', out, cwd=tmp_path,

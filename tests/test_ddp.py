@@ -13,6 +13,9 @@ import training
 from conftest import REPO, run_script, tiny_run_args, write_tiny_dataset
 from facades_dataset import FacadesDataset, to_float
 
+# torchrun: each test starts two processes, or shares a run that did; run with -m "slow or not slow"
+pytestmark = pytest.mark.slow
+
 # 8 distinct training images, batch 2 per process: 2 steps per epoch on each rank.
 # A constant learning rate, so that 2 epochs resumed to 3 equal 3 epochs straight.
 SETTINGS = dict(batch_size=2, amp='off', augment=False, num_epochs=3, lr_schedule='constant')

@@ -140,6 +140,7 @@ def upload(page, button, path):
     chooser.value.set_files(str(path))
 
 
+@pytest.mark.slow  # a real browser
 def test_a_rectangle_on_the_blank_facade_shows_predicts_photo(server, page):
     _, _, checkpoints = server
     canvas = page.locator('#drawing canvas')
@@ -187,6 +188,7 @@ def test_a_rectangle_on_the_blank_facade_shows_predicts_photo(server, page):
     assert canvas_right, 'the canvas does not hold the drawn label map'
 
 
+@pytest.mark.slow  # a real browser
 def test_bad_uploads_get_a_message_and_the_server_goes_on(server, page, tmp_path):
     _, process, checkpoints = server
     (tmp_path / 'notes.jpg').write_text('not an image')

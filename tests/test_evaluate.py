@@ -11,32 +11,31 @@ import checkpoint
 import metrics
 import train
 from FCN_network import build_generator
-from conftest import constant_colour_checkpoint, run_script, save_generator, tiny_run_args, write_pairs, \
-    write_tiny_dataset
+from conftest import constant_colour_checkpoint, run_main, run_script, save_generator, tiny_run_args, write_pairs
 from facades_dataset import FacadesDataset, to_float, to_uint8
 
 LABEL_KEYS = {'pixel_acc', 'class_acc', 'class_iou'}
 
 
 @pytest.fixture(scope='module')
-def runs(tmp_path_factory):
-    """The tiny dataset and a checkpoint of each kind of run, trained once for the module."""
+def runs(tiny_data, tiny_run, tmp_path_factory):
+    """The tiny dataset and a checkpoint of each kind of run, trained once: 'skips' is the
+    session's tiny_run, the others are trained for the module."""
     root = tmp_path_factory.mktemp('evaluate')
-    data = write_tiny_dataset(root / 'tiny')
-    checkpoints = {}
-    for name, settings in {'skips': {}, 'no_skips_btoa': {'skips': False, 'direction': 'BtoA'},
-                           'gan': {'gan': True}}.items():
+    checkpoints = {'skips': tiny_run / 'checkpoints' / 'latest.pth'}
+    for name, settings in {'no_skips_btoa': {'skips': False, 'direction': 'BtoA'}, 'gan': {'gan': True}}.items():
         out = root / name
         out.mkdir()
         # trained on the CPU (fast at this size) in fp32, as evaluate.py scores; evaluate.py
         # itself takes CUDA when present
-        run_script('train.py', *tiny_run_args(data, out, device='cpu', amp='off', **settings), cwd=out)
+        run_main('train.py', *tiny_run_args(tiny_data, out, device='cpu', amp='off', **settings), cwd=out)
         checkpoints[name] = out / 'checkpoints' / 'latest.pth'
-    return data, checkpoints
+    return tiny_data, checkpoints
 
 
-def evaluate(*args, cwd, check=True):
-    return run_script('evaluate.py', *args, cwd=cwd, check=check)
+def evaluate(*args, cwd):
+    """evaluate.py's main in this process; the tests of its errors run it as a user does."""
+    return run_main('evaluate.py', *args, cwd=cwd)
 
 
 def read_metrics(folder):
@@ -66,7 +65,7 @@ def test_the_split_comes_from_the_checkpoint(runs, tmp_path):
     evaluate(checkpoints['skips'], '--out', tmp_path / 'scores', cwd=tmp_path)
     metrics = read_metrics(tmp_path / 'scores')
     assert metrics['data'] == str(data / 'val') and metrics['images'] == 4
-    result = evaluate(checkpoints['skips'], '--split', 'test', cwd=tmp_path, check=False)
+    result = run_script('evaluate.py', checkpoints['skips'], '--split', 'test', cwd=tmp_path, check=False)
     assert failed_in_one_line(result) and 'test' in result.stderr.splitlines()[-1]
 
 
@@ -281,6 +280,7 @@ def test_fcn_score_is_known_for_a_known_generator_and_labeller(tmp_path):
                                                        'class_iou': pillar / 2}, abs=1e-9)
 
 
+@pytest.mark.slow  # SIGKILL
 def test_metrics_json_killed_half_written_keeps_its_previous_version(tmp_path):
     """SIGKILL with metrics.json half written: the complete version an earlier evaluation
     left is what it holds, and the half-written temporary beside it is hidden."""
@@ -316,7 +316,7 @@ def test_problems_fail_in_one_line(runs, tmp_path, problem):
                                   '--palette', 'facades'],
             'fcn_score with a BtoA scorer': [checkpoints['no_skips_btoa'], *val, '--fcn_score',
                                              checkpoints['no_skips_btoa'], '--palette', 'facades']}[problem]
-    assert failed_in_one_line(evaluate(*args, cwd=tmp_path, check=False))
+    assert failed_in_one_line(run_script('evaluate.py', *args, cwd=tmp_path, check=False))
     assert not (tmp_path / 'eval_results').exists()
 
 
@@ -342,14 +342,15 @@ def test_mirror_is_reported_beside_the_single_pass(runs, tmp_path):
 @pytest.mark.skipif(torch.cuda.is_available(), reason='CUDA is present here')
 def test_a_device_this_machine_lacks_is_one_line(runs, tmp_path):
     data, checkpoints = runs
-    result = evaluate(checkpoints['skips'], '--data_dir', data / 'val', '--device', 'cuda', cwd=tmp_path, check=False)
+    result = run_script('evaluate.py', checkpoints['skips'], '--data_dir', data / 'val', '--device', 'cuda',
+                        cwd=tmp_path, check=False)
     assert failed_in_one_line(result) and 'CUDA is not available' in result.stderr
 
 
 def test_export_keeps_the_weight_average_alone_and_scores_the_same(runs, tmp_path):
     data, checkpoints = runs
     full = checkpoint.load(checkpoints['skips'])
-    run_script('export.py', checkpoints['skips'], tmp_path / 'small.pth', cwd=tmp_path)
+    run_main('export.py', checkpoints['skips'], tmp_path / 'small.pth', cwd=tmp_path)
     small = torch.load(tmp_path / 'small.pth', weights_only=True)
     assert sorted(small) == ['config', 'epoch', 'format', 'history', 'model', 'version']
     average = {name[len('module.'):]: value for name, value in full['ema'].items() if name.startswith('module.')}

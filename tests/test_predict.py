@@ -8,29 +8,29 @@ import pytest
 import torch
 
 import checkpoint
-from conftest import constant_colour_checkpoint, run_script, tiny_run_args, write_tiny_dataset
+from conftest import constant_colour_checkpoint, run_main, run_script, tiny_run_args
 
 SIZES = {'wide': (30, 40), 'square': (64, 64), 'tall': (50, 17)}  # name: (height, width)
 
 
-def train(tmp_path_factory, image_size):
-    """latest.pth of a one-epoch run on the tiny set."""
+@pytest.fixture(scope='module')
+def checkpoint_path(tiny_run):
+    """A network trained on 32x32 squares (the session's tiny run): predict resizes every input to that."""
+    return tiny_run / 'checkpoints' / 'latest.pth'
+
+
+@pytest.fixture(scope='module')
+def native_checkpoint(tiny_data, tmp_path_factory):
+    """Trained with image_size 0 (one epoch on the tiny set): predict rounds each side to a
+    multiple of 16 instead."""
     out = tmp_path_factory.mktemp('run')
-    write_tiny_dataset(out / 'tiny')
-    run_script('train.py', *tiny_run_args(out / 'tiny', out, num_epochs=1, image_size=image_size), cwd=out)
+    run_main('train.py', *tiny_run_args(tiny_data, out, num_epochs=1, image_size=0), cwd=out)
     return out / 'checkpoints' / 'latest.pth'
 
 
-@pytest.fixture(scope='module')
-def checkpoint_path(tmp_path_factory):
-    """A network trained on 32x32 squares: predict resizes every input to that."""
-    return train(tmp_path_factory, 32)
-
-
-@pytest.fixture(scope='module')
-def native_checkpoint(tmp_path_factory):
-    """Trained with image_size 0: predict rounds each side to a multiple of 16 instead."""
-    return train(tmp_path_factory, 0)
+def predict(*args, cwd):
+    """predict.py's main in this process; the tests of its errors run it as a user does."""
+    return run_main('predict.py', *args, cwd=cwd)
 
 
 @pytest.fixture
@@ -51,7 +51,7 @@ def stderr_lines(result, text):
 
 @pytest.mark.parametrize('trained', ['checkpoint_path', 'native_checkpoint'])
 def test_outputs_keep_the_input_sizes(trained, photos, tmp_path, request):
-    result = run_script('predict.py', request.getfixturevalue(trained), photos, '--out', tmp_path / 'out', cwd=tmp_path)
+    result = predict(request.getfixturevalue(trained), photos, '--out', tmp_path / 'out', cwd=tmp_path)
     for name, shape in SIZES.items():
         output = cv2.imread(str(tmp_path / 'out' / f'{name}.png'))
         assert output.shape == (*shape, 3), name
@@ -68,7 +68,7 @@ def test_output_is_the_networks_output(checkpoint_path, tmp_path):
     colours in the other channel order differently, so a swap would show."""
     image = np.random.default_rng(1).integers(0, 256, (32, 32, 3), np.uint8)
     cv2.imwrite(str(tmp_path / 'photo.png'), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
-    run_script('predict.py', checkpoint_path, tmp_path / 'photo.png', '--out', tmp_path / 'out', cwd=tmp_path)
+    predict(checkpoint_path, tmp_path / 'photo.png', '--out', tmp_path / 'out', cwd=tmp_path)
     generator, _ = checkpoint.load_generator(checkpoint_path)
 
     def network(rgb):
@@ -86,14 +86,14 @@ def test_a_known_colour_comes_back_at_every_input_size(photos, tmp_path):
     at each input's own size, is that colour, in RGB order."""
     colour = (230, 120, 20)
     constant = constant_colour_checkpoint(tmp_path / 'constant.pth', colour)
-    run_script('predict.py', constant, photos, '--out', tmp_path / 'out', cwd=tmp_path)
+    predict(constant, photos, '--out', tmp_path / 'out', cwd=tmp_path)
     for name, shape in SIZES.items():
         output = read_rgb_png(tmp_path / 'out' / f'{name}.png')
         assert output.shape == (*shape, 3) and (output == colour).all(), name
 
 
 def test_panels_show_the_input_beside_the_output(checkpoint_path, photos, tmp_path):
-    run_script('predict.py', checkpoint_path, photos, '--panels', cwd=tmp_path)  # default out: predictions/
+    predict(checkpoint_path, photos, '--panels', cwd=tmp_path)  # default out: predictions/
     for name, (height, width) in SIZES.items():
         panel = cv2.imread(str(tmp_path / 'predictions' / f'{name}.png'))
         assert panel.shape == (height, 2 * width, 3), name
@@ -102,10 +102,10 @@ def test_panels_show_the_input_beside_the_output(checkpoint_path, photos, tmp_pa
 
 
 def test_a_single_file_and_shared_names(checkpoint_path, photos, tmp_path):
-    run_script('predict.py', checkpoint_path, photos / 'tall.jpg', '--out', tmp_path / 'one', cwd=tmp_path)
+    predict(checkpoint_path, photos / 'tall.jpg', '--out', tmp_path / 'one', cwd=tmp_path)
     assert [path.name for path in (tmp_path / 'one').iterdir()] == ['tall.png']
     cv2.imwrite(str(photos / 'wide.png'), np.zeros((8, 8, 3), np.uint8))  # beside wide.jpg
-    run_script('predict.py', checkpoint_path, photos, '--out', tmp_path / 'all', cwd=tmp_path)
+    predict(checkpoint_path, photos, '--out', tmp_path / 'all', cwd=tmp_path)
     names = sorted(path.name for path in (tmp_path / 'all').iterdir())
     assert names == ['square.png', 'tall.png', 'wide.jpg.png', 'wide.png.png']
 
@@ -115,7 +115,7 @@ def test_bad_files_are_reported_and_skipped(checkpoint_path, photos, tmp_path):
     (photos / 'empty.png').write_bytes(b'')
     jpeg = cv2.imencode('.jpg', np.full((40, 40, 3), 128, np.uint8))[1].tobytes()
     (photos / 'cut.jpg').write_bytes(jpeg[:len(jpeg) // 2])
-    result = run_script('predict.py', checkpoint_path, photos, '--out', tmp_path / 'out', cwd=tmp_path)
+    result = predict(checkpoint_path, photos, '--out', tmp_path / 'out', cwd=tmp_path)
     for name in ('notes.jpg', 'empty.png', 'cut.jpg'):
         assert len(stderr_lines(result, name)) == 1, result.stderr
     assert sorted(path.name for path in (tmp_path / 'out').iterdir()) == ['square.png', 'tall.png', 'wide.png']
@@ -145,8 +145,8 @@ def test_mirror_and_device_flags(checkpoint_path, tmp_path):
     image = np.random.default_rng(1).integers(0, 256, (32, 32, 3), np.uint8)
     cv2.imwrite(str(tmp_path / 'in.png'), image)
     for flag in ('', '--mirror'):
-        run_script('predict.py', checkpoint_path, tmp_path / 'in.png', '--out', tmp_path / f'out{flag}',
-                   '--device', 'cpu', *([flag] if flag else []), cwd=tmp_path)
+        predict(checkpoint_path, tmp_path / 'in.png', '--out', tmp_path / f'out{flag}', '--device', 'cpu',
+                *([flag] if flag else []), cwd=tmp_path)
     generator, _ = checkpoint.load_generator(checkpoint_path)
     batch = torch.from_numpy(cv2.cvtColor(image, cv2.COLOR_BGR2RGB)).permute(2, 0, 1)[None].float() / 127.5 - 1
     with torch.no_grad():
@@ -174,7 +174,7 @@ def test_a_folder_of_a_and_b_gives_the_inputs_of_the_direction(tmp_path, directi
             cv2.imwrite(str(tmp_path / 'mine' / folder / f'{name}.{"png" if folder == "A" else "jpg"}'),
                         np.zeros((*shape, 3), np.uint8))
     constant = constant_colour_checkpoint(tmp_path / 'constant.pth', (10, 200, 30), direction=direction)
-    result = run_script('predict.py', constant, tmp_path / 'mine', '--out', tmp_path / 'out', cwd=tmp_path)
+    result = predict(constant, tmp_path / 'mine', '--out', tmp_path / 'out', cwd=tmp_path)
     assert 'wrote 2 of 2' in result.stdout
     for name, shape in shapes[side].items():
         assert cv2.imread(str(tmp_path / 'out' / f'{name}.png')).shape == (*shape, 3)

@@ -47,6 +47,7 @@ def test_shipped_files_hold_no_path_of_the_machine_that_made_them():
         assert '/' not in config['dataset'] and '\\' not in config['dataset'], (path.name, config['dataset'])
 
 
+@pytest.mark.slow  # two models over the real val set at 256x256
 @pytest.mark.skipif(not FACADES_VAL.is_dir(), reason='the real facades val set is not in ../shared/datasets')
 def test_pretrained_models_score_as_the_table_says(tmp_path):
     expected = table()

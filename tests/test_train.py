@@ -21,13 +21,22 @@ import checkpoint
 import files
 import visualize
 from FCN_network import build_generator
-from conftest import REAL_DATA, REPO, run_script, tiny_run_args, write_ab_pairs, write_pairs, write_tiny_dataset
+from conftest import REAL_DATA, REPO, run_main, run_script, tiny_run_args, write_ab_pairs, write_pairs, \
+    write_tiny_dataset
 from facades_dataset import FacadesDataset, to_float
 
 
 def train(data, out, *extra, check=True, env=None, **settings):
+    """python train.py with tiny_run_args' settings, run from out as a user would."""
     out.mkdir(parents=True, exist_ok=True)
     return run_script('train.py', *tiny_run_args(data, out, **settings), *extra, cwd=out, check=check, env=env)
+
+
+def train_here(data, out, *extra, **settings):
+    """The same run through train.py's main in this process (conftest.run_main): for what
+    a run computes, where its command line is not what the test is about."""
+    out.mkdir(parents=True, exist_ok=True)
+    return run_main('train.py', *tiny_run_args(data, out, **settings), *extra, cwd=out)
 
 
 def weights(path):
@@ -66,7 +75,7 @@ def test_two_epoch_run_writes_panels_checkpoints_and_metrics(pairs_dir, tmp_path
 
 
 def test_save_every_picks_the_epochs(pairs_dir, tmp_path):
-    train(pairs_dir, tmp_path, num_epochs=3, save_every=2, validate_every=2)
+    train_here(pairs_dir, tmp_path, num_epochs=3, save_every=2, validate_every=2)
     assert sorted(p.name for p in (tmp_path / 'checkpoints').glob('fcn_epoch_*')) == \
         ['fcn_epoch_2.pth', 'fcn_epoch_3.pth']
     assert sorted(p.name for p in (tmp_path / 'val_results').iterdir() if p.is_dir()) == ['epoch_2', 'epoch_3']
@@ -75,9 +84,9 @@ def test_save_every_picks_the_epochs(pairs_dir, tmp_path):
 
 
 def test_same_seed_same_weights_with_or_without_prefetch(pairs_dir, tmp_path):
-    train(pairs_dir, tmp_path / 'a', num_epochs=1, prefetch='on')
-    train(pairs_dir, tmp_path / 'b', num_epochs=1, prefetch='off')
-    train(pairs_dir, tmp_path / 'c', num_epochs=1, seed=1)
+    train_here(pairs_dir, tmp_path / 'a', num_epochs=1, prefetch='on')
+    train_here(pairs_dir, tmp_path / 'b', num_epochs=1, prefetch='off')
+    train_here(pairs_dir, tmp_path / 'c', num_epochs=1, seed=1)
     first, again, other = (weights(tmp_path / run / 'checkpoints' / 'latest.pth') for run in 'abc')
     assert same_weights(first, again) and not same_weights(first, other)
 
@@ -86,8 +95,8 @@ def test_resume_continues_exactly(pairs_dir, tmp_path):
     # extended from 2 to 4 epochs on resume: the lr schedule and the average's start, fractions
     # of num_epochs, are set so that they do not depend on it
     steady = dict(lr_schedule='constant', ema_start=0.0)
-    train(pairs_dir, tmp_path / 'straight', num_epochs=4, **steady)
-    train(pairs_dir, tmp_path / 'split', num_epochs=2, **steady)
+    train_here(pairs_dir, tmp_path / 'straight', num_epochs=4, **steady)
+    train_here(pairs_dir, tmp_path / 'split', num_epochs=2, **steady)
     # the first session made to look long (1000 minutes at its last epoch), so that a resumed
     # clock that forgot it fails, however long each session took
     latest = tmp_path / 'split' / 'checkpoints' / 'latest.pth'
@@ -95,7 +104,7 @@ def test_resume_continues_exactly(pairs_dir, tmp_path):
     for row, minutes in zip(first_session['history'], (500.0, 1000.0)):
         row['minutes'] = minutes
     checkpoint.save(first_session, latest)
-    launched = time.time()
+    launched = time.time()  # the second session as a user starts it: its clock counts the start-up too
     result = train(pairs_dir, tmp_path / 'split', '--resume', num_epochs=4, **steady)
     second_session = (time.time() - launched) / 60
     assert 'resumed from epoch 2' in result.stdout
@@ -110,12 +119,14 @@ def test_resume_continues_exactly(pairs_dir, tmp_path):
     assert 1000 + seconds[2] / 60 < minutes[2] <= minutes[3] < 1000 + second_session
 
 
-def test_resume_refuses_a_changed_network(pairs_dir, tmp_path):
-    train(pairs_dir, tmp_path, num_epochs=1)
-    result = train(pairs_dir, tmp_path, '--resume', num_epochs=2, width=8, check=False)
+def test_resume_refuses_a_changed_network(tiny_data, tiny_run, tmp_path):
+    (tmp_path / 'checkpoints').mkdir()
+    (tmp_path / 'checkpoints' / 'latest.pth').write_bytes((tiny_run / 'checkpoints' / 'latest.pth').read_bytes())
+    result = train(tiny_data, tmp_path, '--resume', num_epochs=3, width=8, check=False)
     assert result.returncode != 0 and 'width=4' in result.stderr and 'Traceback' not in result.stderr
 
 
+@pytest.mark.slow  # SIGKILL and resume
 @pytest.mark.parametrize('fault', ['kill_after_epoch@2', 'kill_in_save@3'])
 def test_killed_run_resumes_to_the_same_weights(pairs_dir, tmp_path, fault):
     """SIGKILL right after an epoch's checkpoint, or halfway through writing one:
@@ -133,6 +144,7 @@ def test_killed_run_resumes_to_the_same_weights(pairs_dir, tmp_path, fault):
     assert not list((tmp_path / 'killed' / 'checkpoints').glob('.*.tmp'))
 
 
+@pytest.mark.slow  # Ctrl-C and resume
 def test_ctrl_c_prints_a_resume_command_that_works_as_typed(pairs_dir, tmp_path):
     """A real train.py with a relative checkpoint_dir gets SIGINT once its first
     epoch is saved; the command it prints, run from the same folder, continues
@@ -180,7 +192,7 @@ def test_gan_term_alone_trains_the_generator_under_both_losses(pairs_dir, tmp_pa
     g_gan = {}
     for gan_loss in ('vanilla', 'lsgan'):
         out = tmp_path / gan_loss
-        train(pairs_dir, out, gan=True, gan_loss=gan_loss, lambda_l1=0.0, batch_size=8)  # one step per epoch
+        train_here(pairs_dir, out, gan=True, gan_loss=gan_loss, lambda_l1=0.0, batch_size=8)  # one step per epoch
         first = checkpoint.load(out / 'checkpoints' / 'fcn_epoch_1.pth')
         second = checkpoint.load(out / 'checkpoints' / 'fcn_epoch_2.pth')
         # parameters only: every forward pass moves BatchNorm's running statistics
@@ -253,15 +265,14 @@ def test_checkpoint_loader_refuses_code(tmp_path):
     assert not (tmp_path / 'pwned').exists()
 
 
-def test_checkpoint_loader_names_what_it_found(pairs_dir, tmp_path):
+def test_checkpoint_loader_names_what_it_found(tiny_run, tmp_path):
     torch.save({'state_dict': {}}, tmp_path / 'other.pth')
     with pytest.raises(checkpoint.CheckpointError, match='not a checkpoint of this repo'):
         checkpoint.load(tmp_path / 'other.pth')
     (tmp_path / 'text.pth').write_text('hello')
     with pytest.raises(checkpoint.CheckpointError, match='not a readable PyTorch checkpoint'):
         checkpoint.load(tmp_path / 'text.pth')
-    train(pairs_dir, tmp_path, num_epochs=1)
-    state = checkpoint.load(tmp_path / 'checkpoints' / 'latest.pth')
+    state = checkpoint.load(tiny_run / 'checkpoints' / 'latest.pth')
     state['config'] = dict(state['config'], skips=False)
     checkpoint.save(state, tmp_path / 'mismatch.pth')
     with pytest.raises(checkpoint.CheckpointError,
@@ -277,7 +288,7 @@ def test_real_facades_smoke(tmp_path):
         (data / split).mkdir(parents=True)
         for i in range(1, count + 1):
             (data / split / f'{i}.jpg').symlink_to(REAL_DATA / 'facades' / split / f'{i}.jpg')
-    result = train(data, tmp_path, image_size=256, num_epochs=1, width=8)
+    result = train_here(data, tmp_path, image_size=256, num_epochs=1, width=8)
     assert 'epoch 1:' in result.stdout
     assert cv2.imread(str(tmp_path / 'val_results' / 'epoch_1' / '1.png')).shape == (256, 768, 3)
 
@@ -287,7 +298,7 @@ def test_weight_average_starts_with_a_copy_then_follows_its_decay(pairs_dir, tmp
     ema_start=0.34 (of 3 epochs) the average's first update (epoch 2) copies the weights and
     epoch 3's blends them: ema = d * w2 + (1 - d) * w3, BatchNorm statistics too."""
     decay = 0.75
-    train(pairs_dir, tmp_path, num_epochs=3, batch_size=8, ema=decay, ema_start=0.34, amp='off')
+    train_here(pairs_dir, tmp_path, num_epochs=3, batch_size=8, ema=decay, ema_start=0.34, amp='off')
     w2 = checkpoint.load(tmp_path / 'checkpoints' / 'fcn_epoch_2.pth')
     w3 = checkpoint.load(tmp_path / 'checkpoints' / 'fcn_epoch_3.pth')
     assert w2['ema']['n_averaged'] == 1 and w3['ema']['n_averaged'] == 2
@@ -302,7 +313,7 @@ def test_weight_average_starts_with_a_copy_then_follows_its_decay(pairs_dir, tmp
 
 def test_validation_scores_the_weight_average(pairs_dir, tmp_path):
     """The logged val_l1 is the average's, recomputed here from the checkpoint."""
-    train(pairs_dir, tmp_path, num_epochs=2, ema=0.5, ema_start=0.0, amp='off', channels_last=False)
+    train_here(pairs_dir, tmp_path, num_epochs=2, ema=0.5, ema_start=0.0, amp='off', channels_last=False)
     state = checkpoint.load(tmp_path / 'checkpoints' / 'latest.pth')
     data = FacadesDataset(pairs_dir / 'val', image_size=32, cache_dir='')
     input_image, target_image = to_float(data.pair_batch(range(len(data))))
@@ -321,13 +332,13 @@ def test_validation_scores_the_weight_average(pairs_dir, tmp_path):
 def test_resume_of_a_checkpoint_from_before_the_weight_average(pairs_dir, tmp_path):
     """Checkpoints saved before the weight average and patches existed resume as
     they ran: without them."""
-    train(pairs_dir, tmp_path, num_epochs=1, ema=0.0)
+    train_here(pairs_dir, tmp_path, num_epochs=1, ema=0.0)
     path = tmp_path / 'checkpoints' / 'latest.pth'
     state = checkpoint.load(path)
     for key in ('ema', 'ema_start', 'patch_size', 'patch_epochs'):
         state['config'].pop(key)
     checkpoint.save(state, path)
-    result = train(pairs_dir, tmp_path, '--resume', num_epochs=2)
+    result = train_here(pairs_dir, tmp_path, '--resume', num_epochs=2)
     assert 'resumed from epoch 1' in result.stdout and ' ema=0.0 ' in result.stdout
     assert ' patch_size=0 ' in result.stdout
     assert 'ema' not in checkpoint.load(path)
@@ -384,7 +395,7 @@ def test_patches_too_small_for_the_discriminator_are_one_line(pairs_dir, tmp_pat
     assert result.returncode == 1 and result.stderr.strip().splitlines()[-1] == \
         'error: the discriminator (d_layers=3) needs images and patches of at least 32 px; these are 16 ' \
         '(raise patch_size or image_size, or lower d_layers)'
-    train(pairs_dir, tmp_path / 'shallow', gan=True, patch_size=16, d_layers=2, num_epochs=1)  # 16 px suits 2 layers
+    train_here(pairs_dir, tmp_path / 'shallow', gan=True, patch_size=16, d_layers=2, num_epochs=1)  # 16 px: 2 layers
 
 
 def in_process(data, **settings):
@@ -469,8 +480,8 @@ def averaged_run(tmp_path_factory):
     that it lags the trained weights visibly), panels at epoch 4; fp32 on the CPU, as the
     test recomputes them."""
     out = tmp_path_factory.mktemp('averaged')
-    train(write_tiny_dataset(out / 'tiny'), out, num_epochs=4, save_every=4, lr=3e-3, lr_schedule='linear', ema=0.9,
-          ema_start=0.0, amp='off', device='cpu')
+    train_here(write_tiny_dataset(out / 'tiny'), out, num_epochs=4, save_every=4, lr=3e-3, lr_schedule='linear',
+               ema=0.9, ema_start=0.0, amp='off', device='cpu')
     return out
 
 
@@ -517,6 +528,7 @@ def test_panels_show_the_weight_average(averaged_run, split):
     assert np.abs(shown_output - trained).max() > 5
 
 
+@pytest.mark.slow  # SIGKILL
 @pytest.mark.parametrize('name, folder', [('metrics.csv', 'checkpoints'), ('index.html', 'train_results'),
                                           ('1.png', 'train_results/epoch_1')])
 def test_a_file_killed_half_written_keeps_its_previous_version(pairs_dir, tmp_path, name, folder):
@@ -545,21 +557,21 @@ def test_own_pairs_in_a_and_b_get_a_validation_split_made_once(tmp_path):
     same lists, and so does a fresh run."""
     data = write_ab_pairs(tmp_path / 'mine', 20, suffixes=('.jpg', '.png'))
     lists = [data / 'train_list.txt', data / 'val_list.txt']
-    first = train(data, tmp_path / 'run', num_epochs=1)
+    first = train_here(data, tmp_path / 'run', num_epochs=1, amp='off')
     made = [line for line in first.stdout.splitlines() if line.startswith('made a validation split')]
     assert len(made) == 1 and ': 18 train, 2 val pairs' in made[0] and f'{lists[0]} and {lists[1]}' in made[0]
     assert 'data: 18 train, 2 val pairs' in first.stdout
     split = [(path.read_text(), path.stat().st_mtime_ns) for path in lists]
     val_stems = [Path(line).stem for line in split[1][0].split()]
-    resumed = train(data, tmp_path / 'run', '--resume', num_epochs=2)
+    resumed = train_here(data, tmp_path / 'run', '--resume', num_epochs=2)
     assert 'resumed from epoch 1' in resumed.stdout and 'made a' not in resumed.stdout
     assert 'data: 18 train, 2 val pairs' in resumed.stdout
     assert sorted(p.stem for p in (tmp_path / 'run' / 'val_results' / 'epoch_2').glob('*.png')) == sorted(val_stems)
-    fresh = train(data, tmp_path / 'again', num_epochs=1, seed=1)
+    fresh = train_here(data, tmp_path / 'again', num_epochs=1, seed=1)
     assert 'made a' not in fresh.stdout
     assert [(path.read_text(), path.stat().st_mtime_ns) for path in lists] == split
-    run_script('evaluate.py', tmp_path / 'run' / 'checkpoints' / 'latest.pth', '--out', tmp_path / 'scores',
-               cwd=tmp_path)
+    run_main('evaluate.py', tmp_path / 'run' / 'checkpoints' / 'latest.pth', '--out', tmp_path / 'scores',
+             cwd=tmp_path)
     metrics = json.loads((tmp_path / 'scores' / 'metrics.json').read_text())
     assert metrics['data'] == str(lists[1]) and metrics['images'] == 2
     assert sorted(p.stem for p in (tmp_path / 'scores').glob('*.png')) == sorted(val_stems)
@@ -577,8 +589,8 @@ def test_unmatched_pairs_stop_the_run_in_one_line_or_are_skipped(tmp_path):
         f'{data / "A" / "6.png"}, {data / "B" / "five.png"} (every input needs a target of the same name; ' \
         'set skip_bad_images to skip them)\n'
     assert not (data / 'val_list.txt').exists() and 'epoch 1' not in result.stdout
-    result = train(data, tmp_path / 'run', num_epochs=1, skip_bad_images=True)
-    assert 'UserWarning: skipping 3 files in only one of' in result.stderr
+    with pytest.warns(UserWarning, match='skipping 3 files in only one of'):
+        result = train_here(data, tmp_path / 'run', num_epochs=1, skip_bad_images=True)
     assert 'data: 3 train, 1 val pairs' in result.stdout and 'epoch 1:' in result.stdout
 
 
@@ -590,7 +602,7 @@ def test_a_non_square_run_keeps_its_shape_in_panels_evaluation_and_predictions(t
     write_ab_pairs(data / 'train', 8, size=32, seed=1)
     write_ab_pairs(data / 'train', 4, size=16, seed=2, start=9, suffixes=('.jpg', '.png'))
     write_ab_pairs(data / 'val', 3, size=48, seed=3)
-    result = train(data, tmp_path, image_size='64x32', patch_size=16, num_epochs=2)  # epoch 1 on 16x16 patches
+    result = train_here(data, tmp_path, image_size='64x32', patch_size=16, num_epochs=2)  # epoch 1 on 16x16 patches
     assert 'data: 12 train, 3 val pairs' in result.stdout and 'made a' not in result.stdout
     latest = tmp_path / 'checkpoints' / 'latest.pth'
     assert checkpoint.load(latest)['config']['image_size'] == '64x32'
@@ -598,14 +610,14 @@ def test_a_non_square_run_keeps_its_shape_in_panels_evaluation_and_predictions(t
         panels = sorted((tmp_path / split / 'epoch_2').glob('*.png'))
         assert len(panels) == 2 and all(cv2.imread(str(p)).shape == (32, 192, 3) for p in panels)
         assert (tmp_path / split / 'index.html').is_file()
-    run_script('evaluate.py', latest, '--data_dir', data / 'val', '--out', tmp_path / 'scores', cwd=tmp_path)
+    run_main('evaluate.py', latest, '--data_dir', data / 'val', '--out', tmp_path / 'scores', cwd=tmp_path)
     assert [cv2.imread(str(p)).shape for p in sorted((tmp_path / 'scores').glob('*.png'))] == [(32, 192, 3)] * 3
     # predict.py: an input of the training size goes through unresized, so its output is the network's own
     photo = np.random.default_rng(0).integers(0, 256, (32, 64, 3), np.uint8)
     cv2.imwrite(str(tmp_path / 'photo.png'), photo)
     cv2.imwrite(str(tmp_path / 'tall.png'), photo[:, :20])
     for image in ('photo.png', 'tall.png'):
-        run_script('predict.py', latest, tmp_path / image, '--out', tmp_path / 'predictions', cwd=tmp_path)
+        run_main('predict.py', latest, tmp_path / image, '--out', tmp_path / 'predictions', cwd=tmp_path)
     generator, _ = checkpoint.load_generator(latest)
     with torch.no_grad():
         rgb = torch.from_numpy(cv2.cvtColor(photo, cv2.COLOR_BGR2RGB)).permute(2, 0, 1)[None].float() / 127.5 - 1

@@ -13,7 +13,7 @@ import cv2
 import numpy as np
 import pytest
 
-from conftest import REPO, run_script, tiny_run_args, write_tiny_dataset
+from conftest import REPO, run_main, tiny_run_args, write_tiny_dataset
 
 import visualize  # noqa: E402
 
@@ -27,8 +27,8 @@ def run(tmp_path_factory):
     """One 3-epoch GAN run with TensorBoard on, saving at epochs 2 and 3."""
     out = tmp_path_factory.mktemp('run')
     write_tiny_dataset(out / 'tiny')
-    result = run_script('train.py', *tiny_run_args(out / 'tiny', out, num_epochs=3, save_every=2, gan=True,
-                                                   tensorboard=True), cwd=out)
+    result = run_main('train.py', *tiny_run_args(out / 'tiny', out, num_epochs=3, save_every=2, gan=True,
+                                                 tensorboard=True), cwd=out)
     return out, result
 
 
@@ -157,6 +157,7 @@ def test_plot_losses_without_gan_and_with_gaps(tmp_path):
     assert cv2.imread(str(tmp_path / 'empty.png')) is not None
 
 
+@pytest.mark.slow  # a real browser
 def test_gallery_in_a_real_browser(run, tmp_path):
     if CHROMIUM is None:
         if os.environ.get('CI') == 'true':  # .ci/run installs it: a missing browser there is a broken CI
