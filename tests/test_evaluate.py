@@ -360,7 +360,7 @@ def test_export_keeps_the_weight_average_alone_and_scores_the_same(runs, tmp_pat
     # what inference needs, and the dataset by name: no path of the training machine
     assert small['config'] == {'model': 'fcn', 'width': 4, 'skips': True, 'upsample': 'transpose', 'input_channels': 3,
                                'output_channels': 3, 'output_bits': 8, 'direction': 'AtoB', 'image_size': 32,
-                               'dataset': 'tiny'}
+                               'dataset': data.name}  # its folder's name, not its path
     scores = {}
     for name, path in (('full', checkpoints['skips']), ('small', tmp_path / 'small.pth')):
         evaluate(path, '--data_dir', data / 'val', '--out', tmp_path / name, cwd=tmp_path)
