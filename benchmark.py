@@ -38,10 +38,10 @@ import train
 import training
 from errors import UserError, cli
 from FCN_network import build_generator
-from facades_dataset import FacadesDataset, list_images, split_source
+from facades_dataset import SHARED_DATA, FacadesDataset, list_images, split_source
 
 REPO = Path(__file__).resolve().parent
-DEFAULT_DATA = ('../shared/datasets/facades', 'datasets/facades')
+DEFAULT_DATA = (str(SHARED_DATA / 'facades'), 'datasets/facades')
 ORIGINAL_BATCH = 100    # the assignment's DataLoader(batch_size=100, shuffle=True, num_workers=4)
 ORIGINAL_WORKERS = 4
 ORIGINAL_LR = 1e-3

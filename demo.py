@@ -34,14 +34,13 @@ import metrics
 import visualize
 from errors import UserError, cli
 from FCN_network import pick_device
-from facades_dataset import DatasetError, decode_pair, list_images, read_image, resize_image, split_source
+from facades_dataset import SHARED_DATA, DatasetError, decode_pair, list_images, read_image, resize_image, split_source
 from translate import predict
 
 DEFAULTS = ('pretrained/facades_labels2photo.pth', 'pretrained/facades_photo2labels.pth')
 MAX_PIXELS = 40_000_000  # a bigger upload is refused before it is decoded (it would take GBs of RAM)
 MAX_FILE_SIZE = '50mb'
 EXAMPLES = 4             # validation label maps offered as starting points, where the data is here
-SHARED_DATA = Path(__file__).resolve().parent.parent / 'shared' / 'datasets'  # where this project's machines keep it
 
 # What a blank drawing holds: (class, left, top, right, bottom) boxes in fractions of the
 # side, painted in order. A facade fills the picture but for a strip of background (sky,

@@ -45,6 +45,9 @@ from tqdm import tqdm
 from errors import UserError
 from files import atomic_write
 
+# the real pix2pix sets beside the repo on this project's machines (read-only), for the benchmark,
+# the demo's examples and the tests that need real data; elsewhere, point PIX2PIX_SHARED_DATA at a copy
+SHARED_DATA = Path(os.environ.get('PIX2PIX_SHARED_DATA') or Path(__file__).resolve().parent.parent / 'shared' / 'datasets')
 IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.webp', '.tif', '.tiff')
 DIRECTIONS = ('AtoB', 'BtoA')
 # Training pairs are shifted by up to this many pixels each way, at the scale the network

@@ -22,9 +22,10 @@ import export
 import predict
 import train
 from FCN_network import build_generator
+from facades_dataset import SHARED_DATA
 
 REPO = Path(__file__).resolve().parents[1]
-REAL_DATA = REPO.parent / 'shared' / 'datasets'
+REAL_DATA = SHARED_DATA
 
 
 def make_pair(rng, size):

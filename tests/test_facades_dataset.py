@@ -1,6 +1,10 @@
+import os
 import struct
+import subprocess
+import sys
 import warnings
 import zlib
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -532,3 +536,16 @@ def test_real_facades_halves(tmp_path):
     assert photo.shape == labels.shape == (3, 256, 256)
     # the label map is made of few flat colours, the photo of many
     assert len(torch.unique(labels.view(3, -1), dim=1).T) < len(torch.unique(photo.view(3, -1), dim=1).T)
+
+
+def test_the_shared_data_folder_is_one_setting(tmp_path):
+    """PIX2PIX_SHARED_DATA moves the real sets' folder for every user of it (the benchmark, the
+    demo's examples, the tests); unset, it is shared/datasets beside the repo."""
+    import benchmark
+    import demo
+    from conftest import REAL_DATA, REPO
+    assert REAL_DATA == demo.SHARED_DATA == REPO.parent / 'shared' / 'datasets' == Path(benchmark.DEFAULT_DATA[0]).parent
+    code = 'import benchmark, demo, facades_dataset; print(facades_dataset.SHARED_DATA, benchmark.DEFAULT_DATA[0])'
+    moved = subprocess.run([sys.executable, '-c', code], cwd=REPO, capture_output=True, text=True, check=True,
+                           env=dict(os.environ, PIX2PIX_SHARED_DATA=str(tmp_path))).stdout.split()
+    assert moved == [str(tmp_path), str(tmp_path / 'facades')]
