@@ -174,7 +174,8 @@ class PatchDiscriminator(nn.Module):
     """The PatchGAN: it sees input and output stacked (in_channels: 6 for RGB) and scores
     each overlapping patch as real or fake (logits). With 3 layers (the paper's)
     a score sees 70x70 pixels; each layer fewer shrinks that (1: 16x16, 2: 34x34)
-    and its cost."""
+    and its cost. norm="spectral" puts spectral norm on every convolution instead of
+    BatchNorm, which keeps a small D from winning outright (the cGAN recipe)."""
 
     def __init__(self, width=64, layers=3, norm='batch', in_channels=6):
         super().__init__()
