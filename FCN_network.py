@@ -179,6 +179,8 @@ class PatchDiscriminator(nn.Module):
 
     def __init__(self, width=64, layers=3, norm='batch', in_channels=6):
         super().__init__()
+        if norm not in ('batch', 'spectral'):
+            raise ValueError(f"unknown d_norm {norm!r}; expected 'batch' or 'spectral'")
         channels = [width * min(2 ** i, 8) for i in range(layers + 1)]
         batch_norm = norm == 'batch'
         blocks = [nn.Conv2d(in_channels, width, 4, stride=2, padding=1), nn.LeakyReLU(0.2, inplace=True)]
@@ -193,8 +195,6 @@ class PatchDiscriminator(nn.Module):
             for layer in self.net:
                 if isinstance(layer, nn.Conv2d):
                     nn.utils.parametrizations.spectral_norm(layer)
-        elif not batch_norm:
-            raise ValueError(f"unknown d_norm {norm!r}; expected 'batch' or 'spectral'")
 
     def forward(self, input_image, output_image):
         return self.net(torch.cat([input_image, output_image], 1))

@@ -174,10 +174,11 @@ def main(args):
 def add_spectra(grid_logs, powers, key, images):
     """Adds a batch's grid logs and radial power spectrum under key (nothing for images
     too small for the grid)."""
-    logs = metrics.grid_logs(images)
+    spectra = metrics.power_spectra(images)
+    logs = metrics.grid_logs(spectra)
     if logs is not None:
         grid_logs[key] = grid_logs.get(key, 0.0) + logs.sum().item()
-        powers[key] = powers.get(key, 0.0) + metrics.radial_power(images)
+        powers[key] = powers.get(key, 0.0) + metrics.radial_power(spectra)
 
 
 if __name__ == '__main__':

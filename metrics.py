@@ -159,13 +159,12 @@ def power_spectra(images):
     return torch.fft.fft2(luma * window).abs().square()
 
 
-def grid_logs(images):
-    """float64 (N,): per image, the mean over the lattice frequencies (k H/8, l W/8) but DC
+def grid_logs(spectra):
+    """`power_spectra` -> float64 (N,): per image, the mean over the lattice frequencies (k H/8, l W/8) but DC
     of log(power there / geometric mean power of the ring GRID_RING bins around it).
     exp of the mean over images is the grid score: a smooth spectrum gives 1 (a bin's log
     power is its ring's mean log power, in expectation), an 8-px lattice gives peaks
     there. None when a side is below GRID_MIN_SIDE."""
-    spectra = power_spectra(images)
     height, width = spectra.shape[-2:]
     if min(height, width) < GRID_MIN_SIDE:
         return None
@@ -182,10 +181,9 @@ def grid_logs(images):
     return torch.stack(logs, 1).mean(1)
 
 
-def radial_power(images):
-    """float64 (RADIAL_BINS,): the power spectra summed over images and over rings of
+def radial_power(spectra):
+    """`power_spectra` -> float64 (RADIAL_BINS,): summed over images and over rings of
     radial frequency from 0 to Nyquist (0.5 cycles per pixel) in equal steps."""
-    spectra = power_spectra(images)
     height, width = spectra.shape[-2:]
     radius = torch.hypot(*torch.meshgrid(torch.fft.fftfreq(height, dtype=torch.float64),
                                          torch.fft.fftfreq(width, dtype=torch.float64), indexing='ij'))

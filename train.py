@@ -135,8 +135,8 @@ RESUMABLE = {'num_epochs', 'resume', 'device', 'threads', 'num_workers', 'prefet
              'tensorboard', 'compile', 'skip_bad_images', 'cache_dir', 'backend', 'checkpoint_dir',
              'train_results_dir', 'val_results_dir'}
 # settings newer than some checkpoints, with the values that reproduce the runs saved before them
-OLD_CHECKPOINT_DEFAULTS = {'ema': 0.0, 'ema_start': 0.0, 'patch_size': 0, 'patch_epochs': 0.0, 'upsample': 'transpose',
-                           'd_norm': 'batch'}
+# (the network's own, upsample and channels, come from checkpoint.load)
+OLD_CHECKPOINT_DEFAULTS = {'ema': 0.0, 'ema_start': 0.0, 'patch_size': 0, 'patch_epochs': 0.0, 'd_norm': 'batch'}
 
 
 def settings_help():
