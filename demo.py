@@ -1,15 +1,16 @@
-"""A page to draw facades on: paint a label map with the 12 CMP classes and see
-the labels -> photo network's photo of it after every stroke; a second tab
-turns an uploaded photo into a label map.
+"""A page to draw facades and street scenes on: paint a label map with the
+dataset's classes (the 12 CMP facade classes, the 19 Cityscapes train classes)
+and see the labels -> photo network's photo of it after every stroke; another
+tab turns an uploaded photo into a label map.
 
     pip install -r requirements-demo.txt
-    python demo.py                                  # the two pretrained facades models
+    python demo.py                                  # the pretrained models that are in pretrained/
     python demo.py checkpoints/latest.pth --port 7861
 
-Each checkpoint's direction and dataset decide its tab: a network from a label
-map to a photo (BtoA on facades or cityscapes) gets the drawing tab, any other
-the upload tab. The page runs offline: no analytics, no share link, nothing
-fetched from the internet.
+Each checkpoint gets a tab of its own, which its dataset and direction decide: a
+network from a label map to a photo (BtoA on facades or cityscapes) gets a
+drawing tab with that dataset's classes, any other an upload tab. The page runs
+offline: no analytics, no share link, nothing fetched from the internet.
 """
 import argparse
 import base64
@@ -37,7 +38,10 @@ from FCN_network import pick_device
 from facades_dataset import SHARED_DATA, DatasetError, decode_pair, list_images, read_image, resize_image, split_source
 from translate import predict
 
-DEFAULTS = ('pretrained/facades_labels2photo.pth', 'pretrained/facades_photo2labels.pth')
+# What python demo.py serves: those of these that are there. With none, the first's
+# missing-file error says how to pass a checkpoint instead.
+PRETRAINED = tuple(f'pretrained/{dataset}_{kind}.pth' for dataset in ('facades', 'cityscapes')
+                   for kind in ('labels2photo', 'photo2labels'))
 MAX_PIXELS = 40_000_000  # a bigger upload is refused before it is decoded (it would take GBs of RAM)
 MAX_FILE_SIZE = '50mb'
 EXAMPLES = 4             # validation label maps offered as starting points, where the data is here
@@ -47,12 +51,16 @@ EXAMPLES = 4             # validation label maps offered as starting points, whe
 # neighbours) at the top and sides, and stands on the bottom edge, as in the CMP data.
 BLANKS = {'facades': [('background', 0, 0, 1, 1), ('facade', 1 / 16, 1 / 16, 15 / 16, 1)],
           'cityscapes': [('sky', 0, 0, 1, 1), ('building', 0, 1 / 4, 1, 5 / 8), ('road', 0, 5 / 8, 1, 1)]}
+PEN = {'facades': 'window', 'cityscapes': 'car'}  # the class chosen at first: what a blank most lacks
 
 
-def draws_labels(config):
-    """Whether a run translates label maps to photos: the drawing tab's kind of network."""
-    return config['direction'] == 'BtoA' and metrics.palette_name(config['dataset']) is not None and \
-        config['input_channels'] == 3
+def tab_of(config):
+    """(dataset, kind): the tab a run's network gets. kind is 'draw' for label maps to
+    photos of a dataset with a palette, else 'upload'; dataset is the palette's name or
+    the last part of the run's dataset path."""
+    dataset = metrics.palette_name(config['dataset'])
+    draws = config['direction'] == 'BtoA' and dataset is not None and config['input_channels'] == 3
+    return dataset or Path(config['dataset']).name, 'draw' if draws else 'upload'
 
 
 def class_colours(palette):
@@ -119,8 +127,8 @@ def parse_drawing(url, side):
 
 
 def load(paths, device):
-    """{'draw': (generator, state, path), 'upload': ...} from the checkpoints given; one
-    line and exit for a missing or bad file, or two for the same tab."""
+    """{(dataset, kind): (generator, state, path)} from the checkpoints given (tab_of), in
+    their order; one line and exit for a missing or bad file, or two for the same tab."""
     models = {}
     for path in paths:
         try:
@@ -128,12 +136,12 @@ def load(paths, device):
         except checkpoint.CheckpointError as error:
             advice = ' (the pretrained models are not there yet); pass a checkpoint of your own: python demo.py ' \
                 'CHECKPOINT, e.g. checkpoints/latest.pth of python train.py --direction=BtoA' \
-                if path in DEFAULTS and not Path(path).exists() else ''
+                if path in PRETRAINED and not Path(path).exists() else ''
             raise UserError(f'{error}{advice}') from None
-        tab = 'draw' if draws_labels(state['config']) else 'upload'
+        tab = tab_of(state['config'])
         if tab in models:
-            raise UserError(f'{models[tab][2]} and {path} are both for the {tab} tab; give one label map -> photo '
-                 f'checkpoint and one of any other kind')
+            raise UserError(f'{models[tab][2]} and {path} are both for the {" ".join(tab)} tab; give one '
+                            f'checkpoint per tab')
         models[tab] = generator, state, path
     return models
 
@@ -167,16 +175,13 @@ def read_upload(path, channels=3):
 def build(models, device):
     with gr.Blocks(title='Pix2Pix demo', analytics_enabled=False, delete_cache=(600, 600)) as page:
         gr.Markdown('# Pix2Pix\n' + '  \n'.join(describe(state, path) for _, state, path in models.values()))
-        if 'draw' in models:
-            draw_tab(*models['draw'][:2], device)
-        if 'upload' in models:
-            upload_tab(*models['upload'][:2], device)
+        for (dataset, kind), (generator, state, _) in models.items():
+            (draw_tab if kind == 'draw' else upload_tab)(generator, state, dataset, device)
     return page
 
 
-def draw_tab(generator, state, device):
+def draw_tab(generator, state, name, device):
     config = state['config']
-    name = metrics.palette_name(config['dataset'])
     palette = metrics.PALETTES[name]
     side = config['image_size'] or 256
     starts = {'blank': blank_label_map(name, side), **example_label_maps(config, side)}
@@ -200,7 +205,7 @@ def draw_tab(generator, state, device):
         return data_url(label_map), photo(label_map)
 
     first = next(iter(starts))
-    with gr.Tab('Draw labels → photo'):
+    with gr.Tab(f'{name}: draw labels → photo'):
         with gr.Row():
             choice = gr.Dropdown(list(starts), value=first, label='start from', scale=2)
             with gr.Column(scale=1):
@@ -209,12 +214,12 @@ def draw_tab(generator, state, device):
         with gr.Row(equal_height=False):
             with gr.Column():
                 drawing = gr.HTML(data_url(starts[first]), html_template=PAINTER_HTML, css_template=PAINTER_CSS,
-                                  js_on_load=PAINTER_JS, elem_id='drawing', side=side,
+                                  js_on_load=PAINTER_JS, elem_id=f'{name}-drawing', side=side, group=name,
                                   classes=[{'name': label, 'colour': '#%02x%02x%02x' % colour,
-                                            'checked': 'checked' if index == 2 else ''}  # window; building
-                                           for index, (label, colour) in enumerate(class_colours(palette))])
+                                            'checked': 'checked' if label == PEN[name] else ''}
+                                           for label, colour in class_colours(palette)])
             output = gr.Image(photo(starts[first]), label='photo', format='png', interactive=False,
-                              elem_id='photo')
+                              elem_id=f'{name}-photo', elem_classes='photo')
     # no queue and no spinner: the photo follows the pen; only the latest stroke counts
     drawing.input(stroke, drawing, output, queue=False, show_progress='hidden', trigger_mode='always_last')
     choice.input(start, choice, [drawing, output])
@@ -222,10 +227,10 @@ def draw_tab(generator, state, device):
     upload_button.upload(upload, upload_button, [drawing, output])
 
 
-def upload_tab(generator, state, device):
+def upload_tab(generator, state, name, device):
     config = state['config']
-    to_labels = config['direction'] == 'AtoB' and metrics.palette_name(config['dataset'])
-    title = 'Photo → labels' if to_labels else f"{config['dataset']} {config['direction']}"
+    to_labels = config['direction'] == 'AtoB' and name in metrics.PALETTES
+    title = f'{name}: photo → labels' if to_labels else f"{name}: {config['direction']}"
 
     def translate(file):
         image = read_upload(file, config['input_channels'])  # grey and 16-bit networks are shown as 8-bit RGB
@@ -234,9 +239,9 @@ def upload_tab(generator, state, device):
     with gr.Tab(title):
         upload_button = gr.UploadButton('upload a photo' if to_labels else 'upload an image', file_types=['image'])
         with gr.Row():
-            given = gr.Image(label='input', format='png', interactive=False, elem_id='given')
+            given = gr.Image(label='input', format='png', interactive=False, elem_id=f'{name}-given')
             output = gr.Image(label='label map' if to_labels else 'output', format='png', interactive=False,
-                              elem_id='translated')
+                              elem_id=f'{name}-translated')
     upload_button.upload(translate, upload_button, [given, output])
 
 
@@ -244,13 +249,14 @@ def upload_tab(generator, state, device):
 # pixels to exact class colours (no anti-aliasing, whose blends would be no class), and the
 # rectangle tool fills the box between where the pointer went down and where it came up.
 # The server's label maps (a start, an upload) arrive as the hidden image's source. The
-# choices are radio buttons, whose state survives the template's re-render on a new value.
+# choices are radio buttons, whose state survives the template's re-render on a new value;
+# their group names carry the dataset, as all drawings' radio buttons share one document.
 PAINTER_HTML = """
-<div class="classes">{{#each classes}}<label><input type="radio" name="class" value="{{colour}}" {{checked}}><span
-  style="background: {{colour}}"></span>{{name}}</label>{{/each}}</div>
+<div class="classes">{{#each classes}}<label><input type="radio" name="{{../group}}-class" value="{{colour}}"
+  {{checked}}><span style="background: {{colour}}"></span>{{name}}</label>{{/each}}</div>
 <div class="tools">
-  <label><input type="radio" name="tool" value="brush" checked> brush</label>
-  <label><input type="radio" name="tool" value="rectangle"> filled rectangle</label>
+  <label><input type="radio" name="{{group}}-tool" value="brush" checked> brush</label>
+  <label><input type="radio" name="{{group}}-tool" value="rectangle"> filled rectangle</label>
   <label>brush radius <input type="range" class="radius" min="1" max="24" value="4"></label>
   <button type="button" class="undo">undo</button>
 </div>
@@ -258,7 +264,7 @@ PAINTER_HTML = """
 <img class="source" src="${value}" alt="" hidden>
 """
 
-PAGE_CSS = '#photo img { width: 512px; max-width: 100%; height: auto; object-fit: contain; }'  # as large as the drawing
+PAGE_CSS = '.photo img { width: 512px; max-width: 100%; height: auto; object-fit: contain; }'  # as large as the drawing
 
 PAINTER_CSS = """
 .classes { display: flex; flex-wrap: wrap; gap: 4px; margin-bottom: 6px; }
@@ -280,8 +286,8 @@ const source = element.querySelector('img.source');
 const history = [];
 let pixels = null, drawing = null, sent = null;
 
-function chosen(name) { return element.querySelector(`input[name=${name}]:checked`).value; }
-function colour() { const hex = chosen('class'); return [1, 3, 5].map(i => parseInt(hex.slice(i, i + 2), 16)); }
+function chosen(kind) { return element.querySelector(`.${kind} input:checked`).value; }
+function colour() { const hex = chosen('classes'); return [1, 3, 5].map(i => parseInt(hex.slice(i, i + 2), 16)); }
 function show() {
   if (!source.complete || !source.naturalWidth || source.src === sent) return;
   context.drawImage(source, 0, 0);
@@ -324,12 +330,12 @@ canvas.addEventListener('pointerdown', event => {
   history.push(new ImageData(new Uint8ClampedArray(pixels.data), canvas.width, canvas.height));
   if (history.length > 50) history.shift();
   drawing = {start: at(event), last: at(event), before: history[history.length - 1]};
-  if (chosen('tool') === 'brush') { disc(...drawing.start); context.putImageData(pixels, 0, 0); }
+  if (chosen('tools') === 'brush') { disc(...drawing.start); context.putImageData(pixels, 0, 0); }
 });
 canvas.addEventListener('pointermove', event => {
   if (!drawing) return;
   const point = at(event);
-  if (chosen('tool') === 'brush') { line(drawing.last, point); context.putImageData(pixels, 0, 0); }
+  if (chosen('tools') === 'brush') { line(drawing.last, point); context.putImageData(pixels, 0, 0); }
   else {  // a preview of the box; the label map changes when the pointer comes up
     const preview = new ImageData(new Uint8ClampedArray(drawing.before.data), canvas.width, canvas.height);
     fill(...drawing.start, ...point, preview);
@@ -340,7 +346,7 @@ canvas.addEventListener('pointermove', event => {
 function finish(event) {  // a cancelled touch keeps the box as far as it went
   if (!drawing) return;
   const end = event.type === 'pointerup' ? at(event) : drawing.last;
-  if (chosen('tool') === 'rectangle') fill(...drawing.start, ...end, pixels);
+  if (chosen('tools') === 'rectangle') fill(...drawing.start, ...end, pixels);
   drawing = null;
   send();
 }
@@ -354,19 +360,20 @@ show();
 def main():
     parser = argparse.ArgumentParser(description='A local page to draw label maps on and see the photo a '
                                                  'checkpoint makes of them, or to translate uploaded images.')
-    parser.add_argument('checkpoints', nargs='*', default=list(DEFAULTS),
-                        help='one or two .pth files written by train.py; a label map -> photo network gets the '
-                             'drawing tab, any other the upload tab (default: ' + ' and '.join(DEFAULTS) + ')')
+    parser.add_argument('checkpoints', nargs='*',
+                        help='.pth files written by train.py, one per dataset and kind of tab: a label map -> '
+                             'photo network gets a drawing tab with its dataset\'s classes, any other an upload tab '
+                             '(default: those of pretrained/{facades,cityscapes}_{labels2photo,photo2labels}.pth '
+                             'that are there)')
     parser.add_argument('--port', type=int, default=7860, help='port of the page (default: 7860)')
     parser.add_argument('--host', default='127.0.0.1',
                         help='address to serve on (default: 127.0.0.1, this machine only; 0.0.0.0 for your network)')
     parser.add_argument('--device', default='auto', help="as train.py's device setting: auto (CUDA, else MPS, "
                                                          "else the CPU), cpu, cuda, cuda:1, mps")
     args = parser.parse_args()
-    if len(args.checkpoints) > 2:
-        raise UserError('give at most two checkpoints: one label map -> photo, one of any other kind')
+    paths = args.checkpoints or [path for path in PRETRAINED if Path(path).exists()] or PRETRAINED[:1]
     device = pick_device(args.device)
-    models = load(args.checkpoints, device)
+    models = load(paths, device)
     if gr is None:
         raise UserError('the demo needs gradio: pip install -r requirements-demo.txt')
     page = build(models, device)
