@@ -32,7 +32,7 @@ from pathlib import Path
 
 import cv2
 import torch
-from torch.utils.data import DataLoader, Dataset, RandomSampler
+from torch.utils.data import DataLoader, Dataset
 
 import train
 import training
@@ -141,8 +141,7 @@ def measure_repo_and_bound(cfg, train_set, val_set, device, steps):
     """(a) train.py's data path and step, and (c) the same step on one batch
     already on the device, its ceiling: images/s of both, then (a)'s full epoch
     with validation."""
-    shuffled = RandomSampler(range(len(train_set)), generator=torch.Generator().manual_seed(cfg['seed']))
-    loader = training.train_loader(train_set, cfg, device, shuffled)
+    loader = training.train_loader(train_set, cfg, device)
     rng = torch.Generator().manual_seed(cfg['seed'])
     generator, amp_dtype, step = make_step(cfg, device)
     endless = (inputs for _ in itertools.count()

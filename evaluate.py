@@ -37,9 +37,10 @@ from tqdm import tqdm
 
 import checkpoint
 import metrics
+import training
 import visualize
 from errors import UserError, cli
-from facades_dataset import FacadesDataset, split_source, to_float, to_uint16, to_uint8
+from facades_dataset import FacadesDataset, split_source, to_uint16, to_uint8
 from files import atomic_write
 from FCN_network import check_sides, mirrored_mean, pick_device
 
@@ -116,12 +117,11 @@ def main(args):
     confusions = {}  # summed over batches: a dataset-wide confusion matrix, as in the paper's code
     grid_logs, powers = {}, {}  # summed over images: the grid's logs and the radial power spectra
     with torch.no_grad():
-        for start in tqdm(range(0, len(data), args.batch_size), desc='evaluating', unit='batch'):
-            indices = range(start, min(start + args.batch_size, len(data)))
-            input_image, target_image = to_float(data.pair_batch(indices).to(device), channels=data.channels)
+        batches = training.generated_batches(generator, data, args.batch_size, device)
+        for indices, input_image, target_image, single in tqdm(batches, total=math.ceil(len(data) / args.batch_size),
+                                                               desc='evaluating', unit='batch'):
             targets, label_maps = pictures(target_image), to_uint8(input_image)
             scored = {}
-            single = generator(input_image)
             visualize.save_panels(out, [Path(data.file_of(i)).stem for i in indices], input_image, target_image,
                                   single)
             generated = {'': single}
@@ -129,21 +129,22 @@ def main(args):
                 generated['mirror_'] = mirrored_mean(generator, input_image, single)
             for prefix, output in generated.items():
                 outputs = pictures(output)
-                sums[f'{prefix}l1'] += metrics.l1(output, target_image) * len(indices)  # images are one size
+                # over an image's pixels: over the images below, the split's L1 (images are one size)
+                sums[f'{prefix}l1'] += training.abs_error(output, target_image) / target_image[0].numel()
                 for output_pixels, target_pixels in zip(outputs, targets):
                     sums[f'{prefix}psnr'] += metrics.psnr(output_pixels, target_pixels)
                     sums[f'{prefix}ssim'] += metrics.ssim(output_pixels, target_pixels)
                 add_spectra(grid_logs, powers, f'{prefix}grid', outputs)
                 if score_labels:  # label colours are 8-bit
-                    scored[f'{prefix}labels'] = (outputs, targets) if data.bits == 8 else \
-                        (to_uint8(output), to_uint8(target_image))
+                    colours = (outputs, targets) if data.bits == 8 else (to_uint8(output), to_uint8(target_image))
+                    scored[f'{prefix}labels'] = metrics.label_confusion(*colours, palette)
                 if segmenter is not None:
-                    scored[f'{prefix}fcn_score'] = (to_uint8(segmenter(output)), label_maps)
+                    scored[f'{prefix}fcn_score'] = training.labeller_confusion(segmenter, output, label_maps, palette)
             add_spectra(grid_logs, powers, 'grid_target', targets)
             if segmenter is not None:
-                scored['fcn_score_real'] = (to_uint8(segmenter(target_image)), label_maps)
-            for key, (predicted, truth) in scored.items():
-                confusions[key] = confusions.get(key, 0) + metrics.label_confusion(predicted, truth, palette)
+                scored['fcn_score_real'] = training.labeller_confusion(segmenter, target_image, label_maps, palette)
+            for key, confusion in scored.items():
+                confusions[key] = confusions.get(key, 0) + confusion
 
     results = {'checkpoint': str(args.checkpoint), 'epoch': state.get('epoch'), 'data': str(source),
                'direction': config['direction'], 'palette': palette_name if palette else None, 'images': len(data),

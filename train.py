@@ -164,6 +164,18 @@ def parse_overrides(argv, settings):
     return overrides
 
 
+def script_settings(parser, argv, defaults):
+    """For a script that trains as train.py does (scripts/sweep.py, scripts/gan_probe.py):
+    its own options, read by its argparse parser, and the run's settings, from the
+    --name=value it leaves (parse_overrides) over the block and the script's defaults,
+    checked by validate. Returns (options, settings, {name: value given})."""
+    options, rest = parser.parse_known_args(argv)
+    overrides = parse_overrides(rest, config)
+    settings = {**config, **defaults, **overrides}
+    validate(settings, overrides)
+    return options, settings, overrides
+
+
 def typed(kind, text):
     """A --name=value's text as a value of its setting's kind (a TYPES value)."""
     if kind == 'image_size':
@@ -283,7 +295,6 @@ import torch.distributed as dist
 # before any process group exists: DDP would import it later, and its functions would then
 # bind the live group as a default argument, keeping it alive past destroy_process_group
 import torch.distributed.nn  # noqa: F401
-from torch.utils.data import DistributedSampler
 from tqdm import tqdm
 
 import checkpoint
@@ -318,9 +329,7 @@ def main(overrides):
                   f'{", 16-bit" if train_set.bits == 16 else ""})')
             if world_size > 1 and cfg['sync_bn'] and device.type != 'cuda':  # PyTorch's SyncBatchNorm is GPU-only
                 print('note: sync_bn needs CUDA; on CPU each process normalises with its own batch statistics')
-        sampler = DistributedSampler(range(len(train_set)), num_replicas=world_size, rank=rank, shuffle=True,
-                                     seed=cfg['seed'])
-        loader = training.train_loader(train_set, cfg, device, sampler)
+        loader = training.train_loader(train_set, cfg, device, rank, world_size)
         run = training.build_run(cfg, device, world_size, resumed)
         if resumed and is_main:
             print(f'resumed from epoch {run.epoch}')
@@ -328,8 +337,8 @@ def main(overrides):
 
         for epoch in range(run.epoch + 1, cfg['num_epochs'] + 1):
             started, lr = time.time(), run.optimizer.param_groups[0]['lr']
-            sampler.set_epoch(epoch)
-            losses = train_epoch(run, loader, train_set, epoch, rank, world_size)
+            losses = training.train_epoch(run, loader, train_set, epoch, training.patch_side(cfg, epoch), rank,
+                                          world_size)
             if is_main:
                 end_epoch(run, losses, lr, started, train_set, val_set, writer)
             if world_size > 1:
@@ -341,36 +350,6 @@ def main(overrides):
         if is_main:
             print(interrupted(cfg, world_size), file=sys.stderr)
         sys.exit(INTERRUPTED_STATUS)
-
-
-def train_epoch(run, loader, train_set, epoch, rank, world_size):
-    """One pass over this rank's shard, then the schedulers' step; returns the
-    epoch's mean losses over all ranks."""
-    cfg = run.cfg
-    torch.manual_seed(training.epoch_seed(cfg, epoch, rank))  # dropout
-    augment_rng = torch.Generator().manual_seed(training.epoch_seed(cfg, epoch, rank))
-    hooks.poison_if(f'nan_loss@{epoch}', run.model)
-    sums, steps = {}, 0
-    batches = training.model_batches(loader, train_set, cfg, run.device, augment_rng, training.patch_side(cfg, epoch))
-    bar = tqdm(batches, total=len(loader),
-               desc=f'epoch {epoch}/{cfg["num_epochs"]}', disable=rank != 0, leave=False, dynamic_ncols=True)
-    for input_image, target_image in bar:
-        loss, losses = training.train_step(run, input_image, target_image, epoch)
-        for name, value in losses.items():
-            sums[name] = sums.get(name, 0) + value
-        steps += 1
-        if steps % 10 == 1 or steps == len(loader):
-            check_finite(loss.item(), epoch, cfg)
-            bar.set_postfix(l1=f'{sums["train_l1"].item() / steps:.4f}')
-    check_finite(loss.item(), epoch, cfg)
-    for scheduler in (run.scheduler, run.scheduler_d):
-        if scheduler:
-            scheduler.step()
-    run.epoch = epoch
-    if world_size > 1:  # every rank's mean, for the log
-        for value in sums.values():
-            dist.all_reduce(value)
-    return {name: value.item() / steps / world_size for name, value in sums.items()}
 
 
 def end_epoch(run, losses, lr, started, train_set, val_set, writer):
@@ -451,13 +430,6 @@ def load_split(cfg, split, rank, world_size):
     if split == 'train':
         check_discriminator_fits(cfg, data.image_shape)
     return data
-
-
-def check_finite(value, epoch, cfg):
-    if not math.isfinite(value):
-        raise UserError(f'the loss became {value} in epoch {epoch}; training stopped, and '
-                        f'{Path(cfg["checkpoint_dir"]) / "latest.pth"} still holds the last good epoch '
-                        '(try a lower lr)')
 
 
 def save_epoch(run, final, train_set, val_set, writer):

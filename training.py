@@ -1,25 +1,39 @@
 """How a run trains: its state (networks, optimizers, schedules, weight average),
-the batches it trains on, and one optimisation step.
+the batches it trains on, one optimisation step, one epoch, and how a generator
+is scored on a split.
 
-`train_step` is the only place where a loss is computed and stepped. train.py
-calls it for every batch, and benchmark.py, scripts/sweep.py and
-scripts/gan_probe.py call the same function, so what they time and compare is
-what training does.
+Each of these is written once, and every script that trains or scores calls it,
+so what they time and compare is what training does:
+- `build_run`, `train_loader` and `train_epoch` (which calls `train_step` for
+  every batch): train.py, scripts/sweep.py and scripts/gan_probe.py;
+  benchmark.py times `train_step` on `model_batches`, and scripts/speed_shapes.py
+  and scripts/scaling.py time `model_batches` alone.
+- `score` (val L1 and a labeller's confusion, the FCN-score's): `validate`
+  (train.py, benchmark.py, scripts/sweep.py) and scripts/gan_probe.py;
+  evaluate.py runs its pass (`generated_batches`) with its own metrics beside
+  these (`abs_error`, `labeller_confusion`).
 """
+import math
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
+import torch.distributed as dist
 import torch.nn as nn
 import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, DistributedSampler
+from tqdm import tqdm
 
 import checkpoint
+import hooks
+import metrics
+from errors import UserError
 from FCN_network import GENERATORS, build_discriminator, build_generator
-from facades_dataset import to_float
+from facades_dataset import to_float, to_uint8
 
 
 @dataclass
@@ -106,9 +120,12 @@ def wrap_for_training(network, cfg, world_size):
     return torch.compile(network) if cfg['compile'] else network
 
 
-def train_loader(train_set, cfg, device, sampler):
-    """Batches of stored uint8 images in the sampler's order; the pixels come
-    from the memory-mapped cache, so loader processes only pay for the gather."""
+def train_loader(train_set, cfg, device, rank=0, world_size=1):
+    """Batches of stored uint8 images of this rank's shard, shuffled anew each
+    epoch (`train_epoch` sets it) from the seed; the pixels come from the
+    memory-mapped cache, so loader processes only pay for the gather."""
+    sampler = DistributedSampler(range(len(train_set)), num_replicas=world_size, rank=rank, shuffle=True,
+                                 seed=cfg['seed'])
     workers = cfg['num_workers'] if cfg['num_workers'] >= 0 else (2 if device.type == 'cuda' else 0)
     return DataLoader(range(len(train_set)), batch_size=cfg['batch_size'], sampler=sampler,
                       collate_fn=train_set.gather, num_workers=workers, persistent_workers=workers > 0)
@@ -242,18 +259,96 @@ def gan_losses(run, criterion, input_image, target_image, output):
     return loss_d, g_gan
 
 
+def train_epoch(run, loader, train_set, epoch, side, rank=0, world_size=1, after_step=None):
+    """One pass over this rank's shard (crops of the given side, or None for whole
+    images: `patch_side`), then the schedulers' step; returns the epoch's mean
+    losses over all ranks. after_step(), if given, runs after every step."""
+    cfg = run.cfg
+    loader.sampler.set_epoch(epoch)
+    torch.manual_seed(epoch_seed(cfg, epoch, rank))  # dropout
+    augment_rng = torch.Generator().manual_seed(epoch_seed(cfg, epoch, rank))
+    hooks.poison_if(f'nan_loss@{epoch}', run.model)
+    sums, steps = {}, 0
+    batches = model_batches(loader, train_set, cfg, run.device, augment_rng, side)
+    bar = tqdm(batches, total=len(loader),
+               desc=f'epoch {epoch}/{cfg["num_epochs"]}', disable=rank != 0, leave=False, dynamic_ncols=True)
+    for input_image, target_image in bar:
+        loss, losses = train_step(run, input_image, target_image, epoch)
+        if after_step:
+            after_step()
+        for name, value in losses.items():
+            sums[name] = sums.get(name, 0) + value
+        steps += 1
+        if steps % 10 == 1 or steps == len(loader):  # a sync with the device: not every step
+            check_finite(loss.item(), epoch, cfg)
+            bar.set_postfix(l1=f'{sums["train_l1"].item() / steps:.4f}')
+    check_finite(loss.item(), epoch, cfg)
+    for scheduler in (run.scheduler, run.scheduler_d):
+        if scheduler:
+            scheduler.step()
+    run.epoch = epoch
+    if world_size > 1:  # every rank's mean, for the log
+        for value in sums.values():
+            dist.all_reduce(value)
+    return {name: value.item() / steps / world_size for name, value in sums.items()}
+
+
+def check_finite(value, epoch, cfg):
+    if not math.isfinite(value):
+        raise UserError(f'the loss became {value} in epoch {epoch}; training stopped, and '
+                        f'{Path(cfg["checkpoint_dir"]) / "latest.pth"} still holds the last good epoch '
+                        '(try a lower lr)')
+
+
 @torch.no_grad()
 def validate(generator, data, cfg, device, amp_dtype):
-    """Mean absolute error over every pixel and channel of the split, on [-1, 1]."""
-    generator.eval()
-    total, count = 0.0, 0
+    """Mean absolute error over every pixel and channel of the split, on [-1, 1],
+    in the run's precision and memory format."""
     chunk = min(2 * cfg['batch_size'], 32)  # bigger batches only run slower on a CPU (cache misses)
+    return score(generator, data, chunk, device, amp_dtype, memory_format(cfg))['l1']
+
+
+@torch.no_grad()
+def score(generator, data, chunk, device, amp_dtype=None, memory_format=torch.preserve_format, labeller=None,
+          palette=None):
+    """The generator's scores on a split: {'l1': mean absolute error over every
+    pixel and channel, on [-1, 1]}, and with a labeller (a photo -> label map
+    generator) and the label colours, 'confusion': its confusion on the outputs
+    against the input label maps (`metrics.label_scores` of it is the FCN-score)."""
+    total, pixels, confusion = 0.0, 0, 0
+    for _, input_image, target_image, output in generated_batches(generator, data, chunk, device, amp_dtype,
+                                                                  memory_format):
+        total += abs_error(output, target_image)
+        pixels += target_image.numel()
+        if labeller is not None:
+            confusion = confusion + labeller_confusion(labeller, output, to_uint8(input_image), palette)
+    return {'l1': total / pixels, **({'confusion': confusion} if labeller is not None else {})}
+
+
+@torch.no_grad()
+def generated_batches(generator, data, chunk, device, amp_dtype=None, memory_format=torch.preserve_format):
+    """(indices, input, target, output) for the split's pairs uncut, `chunk` at a
+    time, the generator in eval mode (and back in its mode once the split is done).
+    The caller's own work on a batch runs outside this no_grad: give it its own."""
+    was_training = generator.training
+    generator.eval()
     for start in range(0, len(data), chunk):
-        batch = data.pair_batch(range(start, min(start + chunk, len(data))))
-        input_image, target_image = to_float(batch.to(device), memory_format(cfg), data.channels)
+        indices = range(start, min(start + chunk, len(data)))
+        input_image, target_image = to_float(data.pair_batch(indices).to(device), memory_format, data.channels)
         with autocast(device, amp_dtype):
             output = generator(input_image)
-        total += (output.float() - target_image).abs().sum().item()
-        count += target_image.numel()
-    generator.train()
-    return total / count
+        yield indices, input_image, target_image, output
+    generator.train(was_training)
+
+
+def abs_error(output, target):
+    """The sum of absolute errors over every pixel and channel of a batch: summed
+    over the batches and divided by their pixels, a split's L1 (a float sum of
+    float32 batch sums, which validation logs to the last digit)."""
+    return (output.float() - target).abs().sum().item()
+
+
+def labeller_confusion(labeller, photos, label_maps, palette):
+    """The labeller's label maps of the photos against the given uint8 ones
+    (`metrics.label_confusion`): the FCN-score's, summed over batches."""
+    return metrics.label_confusion(to_uint8(labeller(photos)), label_maps, palette)

@@ -6,7 +6,8 @@ Time should grow linearly with the pairs and private memory stay flat.
     python scripts/scaling.py --count 2000       # a quick look
 
 The epoch is the data path alone, as train.py runs it on CPU, with no network:
-DataLoader(collate_fn=gather) -> cut_pairs (random crop/flip) -> to_float. Each size runs
+`training.train_loader` (gather) -> `training.model_batches` (cut_pairs: random
+shift and mirror; to_float, channels-last), in batches of --batch_size. Each size runs
 in a fresh process, so each peak is its own. Peak RSS also counts the cache's
 pages that the memory map has touched: those are the kernel's page cache, which
 it drops under pressure, so private memory (RssAnon) is what shows the footprint.
@@ -25,11 +26,12 @@ from pathlib import Path
 import cv2
 import numpy as np
 import torch
-from torch.utils.data import DataLoader
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
-from facades_dataset import FacadesDataset, to_float  # noqa: E402
+import train  # noqa: E402  (the repo root is on the path only now)
+import training  # noqa: E402
+from facades_dataset import FacadesDataset  # noqa: E402
 
 SIDE = 256
 def make_pair(rng):
@@ -92,11 +94,12 @@ def measure(list_file, cache_dir, batch_size):
     build_seconds = time.perf_counter() - started
     build_private_mb = sampler.take()
     try:
-        loader = DataLoader(range(len(data)), batch_size=batch_size, shuffle=True, collate_fn=data.gather)
+        cfg, device = dict(train.config, batch_size=batch_size), torch.device('cpu')
+        loader = training.train_loader(data, cfg, device)
         rng = torch.Generator().manual_seed(0)
         started = time.perf_counter()
-        for batch in loader:
-            to_float(data.cut_pairs(batch, rng))
+        for _ in training.model_batches(loader, data, cfg, device, rng):
+            pass
         epoch_seconds = time.perf_counter() - started
         cache_gb = data.cache_path.stat().st_size / 1e9
     finally:

@@ -36,7 +36,9 @@ import torch
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
-from facades_dataset import FacadesDataset, dataset_root, list_images, split_source, to_float  # noqa: E402
+import train  # noqa: E402
+import training  # noqa: E402
+from facades_dataset import FacadesDataset, dataset_root, list_images, split_source  # noqa: E402
 
 SIZES = ('256', '512x256', '512x512')
 MODELS = {'fcn': 5, 'unet256': 4}  # model: epochs per run
@@ -156,18 +158,21 @@ def write_ab(source, folder):
 
 
 def data_path_epochs(data, cache, repeats=7):
-    """{layout: [seconds]}: the training data path alone (gather, random crop and
-    mirror, to float) over every training pair in batches of 8, the layouts taken
-    in turn; the step that follows is the same for both, as the batches are equal."""
+    """{layout: [seconds]}: train.py's data path alone on the CPU (`training.train_loader`,
+    then `training.model_batches`: gather, random shift and mirror, to float,
+    channels-last) over every training pair in batches of 8, the layouts taken in
+    turn; the step that follows is the same for both, as the batches are equal."""
+    cfg, device = dict(train.config, batch_size=8), torch.device('cpu')
     sets = {name: FacadesDataset(split_source(root, 'train'), augment=True, cache_dir=cache, progress=False)
             for name, root in data.items()}
     seconds = {name: [] for name in sets}
     for _ in range(repeats):
         for name, data_set in sets.items():
+            loader = training.train_loader(data_set, cfg, device)
             generator = torch.Generator().manual_seed(0)
             started = time.perf_counter()
-            for start in range(0, len(data_set), 8):
-                to_float(data_set.cut_pairs(data_set.gather(range(start, min(start + 8, len(data_set)))), generator))
+            for _ in training.model_batches(loader, data_set, cfg, device, generator):
+                pass
             seconds[name].append(round(time.perf_counter() - started, 4))
     return seconds
 

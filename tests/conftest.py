@@ -3,6 +3,7 @@
 ways tests run the scripts: as a user does (run_script, a new process), or their
 main in this process (run_main, no start-up), for what a run computes."""
 import contextlib
+import importlib.util
 import io
 import os
 import subprocess
@@ -90,10 +91,20 @@ def run_script(script, *args, cwd, env=None, check=True, timeout=300):
     return result
 
 
+def script_module(name):
+    """scripts/NAME.py imported as a module (its `if __name__ == '__main__'` block does not run)."""
+    spec = importlib.util.spec_from_file_location(name, REPO / 'scripts' / f'{name}.py')
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 # each script's main as its `if __name__ == '__main__'` block calls it, less errors.cli
 MAINS = {'train.py': lambda: train.main(train.parse_overrides(sys.argv[1:], train.config)),
          'evaluate.py': lambda: evaluate.main(evaluate.parse_args()),
-         'predict.py': predict.main, 'export.py': export.main}
+         'predict.py': predict.main, 'export.py': export.main,
+         'scripts/sweep.py': lambda: script_module('sweep').main(sys.argv[1:]),
+         'scripts/gan_probe.py': lambda: script_module('gan_probe').main(sys.argv[1:])}
 
 
 def run_main(script, *args, cwd):

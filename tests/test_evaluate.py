@@ -10,6 +10,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 import checkpoint
 import metrics
 import train
+import training
 from FCN_network import build_generator
 from conftest import constant_colour_checkpoint, run_main, run_script, save_generator, tiny_run_args, write_pairs
 from facades_dataset import FacadesDataset, to_float, to_uint8
@@ -278,6 +279,28 @@ def test_fcn_score_is_known_for_a_known_generator_and_labeller(tmp_path):
                                                   'class_iou': background / 2}, abs=1e-9)
     assert metrics['fcn_score_real'] == pytest.approx({'pixel_acc': pillar, 'class_acc': 0.5,
                                                        'class_iou': pillar / 2}, abs=1e-9)
+
+
+def test_training_score_is_the_fcn_score_and_l1_that_evaluate_writes(tmp_path):
+    """training.score, the pass train.py validates with and scripts/gan_probe.py scores
+    with, on the known generator and labeller above, in chunks of 3 and 1: its labeller's
+    confusion is the known FCN-score (the generated photos labelled background, scored
+    against the input label maps), and its L1 the painter's known distance to the photos,
+    evaluate.py's l1."""
+    data = label_pairs(tmp_path / 'pairs')
+    painter = constant_colour_checkpoint(tmp_path / 'painter.pth', (10, 160, 40), direction='BtoA')
+    labeller, network = red_labeller(tmp_path / 'labeller.pth')
+    evaluate(painter, '--data_dir', data, '--fcn_score', labeller, '--palette', 'facades', '--out', tmp_path,
+             cwd=tmp_path)
+    generator, _ = checkpoint.load_generator(painter)
+    scores = training.score(generator, FacadesDataset(data, 'BtoA', image_size=32, cache_dir=''), 3,
+                            torch.device('cpu'), labeller=network, palette=metrics.FACADES)
+    background, _ = np.mean(label_shares(data), axis=0)
+    assert metrics.label_scores(scores['confusion']) == pytest.approx(
+        {'pixel_acc': background, 'class_acc': 0.5, 'class_iou': background / 2}, abs=1e-9)
+    distance = np.abs(np.subtract(PHOTO, (10, 160, 40))).mean() / 127.5
+    assert scores['l1'] == pytest.approx(distance, abs=1e-5)
+    assert scores['l1'] == pytest.approx(read_metrics(tmp_path)['l1'], rel=1e-6)
 
 
 @pytest.mark.slow  # SIGKILL

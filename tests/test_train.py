@@ -15,7 +15,6 @@ import cv2
 import numpy as np
 import pytest
 import torch
-from torch.utils.data import DistributedSampler
 
 import checkpoint
 import files
@@ -329,6 +328,27 @@ def test_validation_scores_the_weight_average(pairs_dir, tmp_path):
     assert abs(val_l1(averaged) - logged) < 1e-6 and abs(val_l1(state['model']) - logged) > 1e-5
 
 
+def test_validate_is_the_mean_absolute_error_over_every_pixel(tmp_path):
+    """training.validate, in chunks of 2 (batch_size 1) over 5 pairs, the last chunk one pair:
+    the mean absolute error over every pixel and channel of the split, as computed here
+    image by image in float64 (a mean of the chunks' means would differ). The network is
+    validated in eval mode and left in training mode."""
+    import train
+    import training
+    cfg = dict(train.config, width=4, batch_size=1, amp='off')
+    data = FacadesDataset(write_pairs(tmp_path / 'val', 5, seed=3), image_size=32, cache_dir='')
+    torch.manual_seed(0)
+    network = build_generator(cfg).train()
+    with torch.no_grad():
+        errors = [(network.eval()(input_image).double() - target_image.double()).abs().mean().item()
+                  for input_image, target_image in (to_float(data.pair_batch([i])) for i in range(len(data)))]
+    network.train()
+    chunk_means = [np.mean(errors[start:start + 2]) for start in range(0, len(data), 2)]
+    assert abs(np.mean(chunk_means) - np.mean(errors)) > 1e-4  # images are one size: the mean of theirs is the split's
+    assert training.validate(network, data, cfg, torch.device('cpu'), None) == pytest.approx(np.mean(errors), rel=1e-6)
+    assert network.training
+
+
 def test_resume_of_a_checkpoint_from_before_the_weight_average(pairs_dir, tmp_path):
     """Checkpoints saved before the weight average and patches existed resume as
     they ran: without them."""
@@ -400,21 +420,20 @@ def test_patches_too_small_for_the_discriminator_are_one_line(pairs_dir, tmp_pat
 
 def in_process(data, **settings):
     """train.py's own training split, run and loader for the settings, made in this
-    process (one rank, the CPU, fp32), for calling its train_epoch directly."""
+    process (one rank, the CPU, fp32), for calling training.train_epoch directly."""
     import train
     import training
     cfg = dict(train.config, dataset=str(data), cache_dir='', width=4, batch_size=4, amp='off')
     cfg.update(settings)
     train_set = train.load_split(cfg, 'train', 0, 1)
-    sampler = DistributedSampler(range(len(train_set)), num_replicas=1, rank=0, shuffle=True, seed=cfg['seed'])
     device = torch.device('cpu')
-    return training.build_run(cfg, device, 1), training.train_loader(train_set, cfg, device, sampler), train_set
+    return training.build_run(cfg, device, 1), training.train_loader(train_set, cfg, device), train_set
 
 
 def test_patch_epochs_feed_the_network_patches_then_whole_images(tmp_path):
-    """64-px images, patch_size 32 for the first half of 2 epochs: train.py's train_epoch
+    """64-px images, patch_size 32 for the first half of 2 epochs: training.train_epoch
     gives the network 32x32 crops in epoch 1 and the whole 64x64 images in epoch 2."""
-    import train
+    import training
     write_pairs(tmp_path / 'big' / 'train', 4, size=64)
     run, loader, train_set = in_process(tmp_path / 'big', image_size=64, patch_size=32, patch_epochs=0.5,
                                         num_epochs=2)
@@ -423,7 +442,7 @@ def test_patch_epochs_feed_the_network_patches_then_whole_images(tmp_path):
     shapes = []
     for epoch in (1, 2):
         seen.clear()
-        train.train_epoch(run, loader, train_set, epoch, 0, 1)
+        training.train_epoch(run, loader, train_set, epoch, training.patch_side(run.cfg, epoch))
         shapes.append(sorted(set(seen)))
     assert shapes == [[(4, 3, 32, 32)], [(4, 3, 64, 64)]]
 
@@ -431,13 +450,13 @@ def test_patch_epochs_feed_the_network_patches_then_whole_images(tmp_path):
 def test_the_weight_average_starts_after_its_boundary_epoch(pairs_dir):
     """ema_start 0.5 of 4 epochs: epoch 2 ends exactly on the boundary and is not averaged;
     epoch 3's step is the average's first update. One step per epoch (8 images, batch 8),
-    through train.py's train_epoch."""
-    import train
+    through training.train_epoch."""
+    import training
     run, loader, train_set = in_process(pairs_dir, image_size=32, batch_size=8, num_epochs=4, ema=0.5,
                                         ema_start=0.5)
     updates, shown = [], []
     for epoch in range(1, 5):
-        train.train_epoch(run, loader, train_set, epoch, 0, 1)
+        training.train_epoch(run, loader, train_set, epoch, training.patch_side(run.cfg, epoch))
         updates.append(int(run.ema.n_averaged))
         shown.append('trained' if run.eval_model() is run.model else 'average')
     assert updates == [0, 0, 1, 2]
