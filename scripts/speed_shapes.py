@@ -36,7 +36,8 @@ import torch
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
-from facades_dataset import FacadesDataset, dataset_root, list_images, split_source, to_float  # noqa: E402
+from facades_dataset import FacadesDataset, to_float  # noqa: E402
+from pairs import dataset_root, list_images, split_source  # noqa: E402
 
 SIZES = ('256', '512x256', '512x512')
 MODELS = {'fcn': 5, 'unet256': 4}  # model: epochs per run

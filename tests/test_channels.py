@@ -14,7 +14,9 @@ import checkpoint
 import train
 import visualize
 from conftest import make_pair, run_script, save_generator, tiny_run_args
-from facades_dataset import DatasetError, FacadesDataset, read_image, to_float
+from facades_dataset import FacadesDataset, to_float
+from images import read_image
+from pairs import DatasetError
 from FCN_network import build_discriminator, build_generator
 
 
