@@ -88,6 +88,17 @@ def test_a_grey_input_is_the_luma_of_its_colour_target(tmp_path, direction, augm
         assert all(np.array_equal(colour[i], photos[i]) for i in range(4))
 
 
+def test_each_channel_setting_has_a_cache_of_its_own(tmp_path):
+    """The same files read at other channel counts are other pixels: a run must not map the
+    cache of an earlier run that read them otherwise."""
+    colour_pairs(tmp_path / 'data', count=2)
+    rgb = FacadesDataset(tmp_path / 'data', image_size=32, cache_dir=tmp_path / 'cache', progress=False)
+    assert rgb.pixels[:, :, :32, 1:].any()
+    grey = FacadesDataset(tmp_path / 'data', image_size=32, cache_dir=tmp_path / 'cache', progress=False,
+                          channels=(1, 3))
+    assert grey.cache_path != rgb.cache_path and (grey.pixels[:, :, :32, 1:] == 0).all()  # two zero channels added
+
+
 def test_a_one_channel_target_and_a_four_channel_input(tmp_path):
     """RGBA inputs in A/, grey targets in B/: each side as its files hold it."""
     rng = np.random.default_rng(2)
