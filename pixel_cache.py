@@ -27,6 +27,7 @@ from pairs import DatasetError
 
 INDEX_SUFFIX = '.index.npy'  # the index file's, beside the array file's .npy
 
+
 def cache_file(cache_dir, source, pairs, image_size, pad, channels):
     """The array file of a split decoded with these settings (pad: the border of each
     half; channels: of the left and right halves)."""
@@ -50,6 +51,7 @@ def read_index(path):
 
 
 def decode_or_error(decode, files, skip_bad_images):
+    """decode(files), or with skip_bad_images its DatasetError, returned to be reported in order."""
     try:
         return decode(files)
     except DatasetError as error:

@@ -52,7 +52,7 @@ def test_without_data_it_takes_the_first_default_folder_found(tmp_path, monkeypa
     monkeypatch.setattr(benchmark, 'DEFAULT_DATA', (str(tmp_path / 'shared' / 'facades'), 'datasets/facades'))
     with pytest.raises(DatasetError, match=r"^dataset 'facades' not found \(looked in \S+/shared/facades and "):
         benchmark.find_data(None)
-    for folder in ('repo/datasets/facades', 'datasets/facades', 'shared/facades'):  # each one made wins over those before
+    for folder in ('repo/datasets/facades', 'datasets/facades', 'shared/facades'):  # each wins over the ones before
         (tmp_path / folder).mkdir(parents=True)
         assert benchmark.find_data(None) == tmp_path / folder
     assert benchmark.find_data(str(tmp_path / 'datasets' / 'facades')) == tmp_path / 'datasets' / 'facades'
