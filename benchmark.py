@@ -38,7 +38,8 @@ import train
 import training
 from errors import UserError, cli
 from FCN_network import build_generator
-from facades_dataset import SHARED_DATA, FacadesDataset, list_images, split_source
+from facades_dataset import FacadesDataset
+from pairs import SHARED_DATA, dataset_root, list_images, split_source
 
 REPO = Path(__file__).resolve().parent
 DEFAULT_DATA = (str(SHARED_DATA / 'facades'), 'datasets/facades')
@@ -94,15 +95,10 @@ def log(text):
 
 
 def find_data(path):
-    if path:
-        candidates = [Path(path)]
-    else:  # the shared copy next to the repo, else the download script's folder; from cwd, then the repo
-        candidates = [base / name for name in DEFAULT_DATA for base in (Path.cwd(), REPO)]
-    for candidate in candidates:
-        if (candidate / 'train').is_dir() or (candidate / 'train_list.txt').is_file():
-            return candidate
-    raise UserError(f'no dataset with a train/ folder in {" or ".join(map(str, dict.fromkeys(candidates)))}; '
-                          'pass --data DIR or run: bash download_facades_dataset.sh facades')
+    """--data's folder (or a name under datasets/), else the first of DEFAULT_DATA found, each
+    from the current folder, then the repo's."""
+    candidates = None if path else [base / name for name in DEFAULT_DATA for base in (Path.cwd(), REPO)]
+    return dataset_root(path or 'facades', candidates)
 
 
 def make_step(cfg, device):

@@ -35,7 +35,8 @@ import metrics
 import visualize
 from errors import UserError, cli
 from FCN_network import pick_device
-from facades_dataset import SHARED_DATA, DatasetError, decode_pair, list_images, read_image, resize_image, split_source
+from images import decode_pair, read_image, resize_image
+from pairs import SHARED_DATA, DatasetError, list_images, split_source
 from translate import predict
 
 # What python demo.py serves: those of these that are there. With none, the first's

@@ -40,9 +40,10 @@ import metrics
 import training
 import visualize
 from errors import UserError, cli
-from facades_dataset import FacadesDataset, split_source, to_uint16, to_uint8
+from facades_dataset import FacadesDataset, to_uint16, to_uint8
 from files import atomic_write
 from FCN_network import check_sides, mirrored_mean, pick_device
+from pairs import split_source
 
 
 def parse_args():

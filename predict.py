@@ -27,8 +27,9 @@ import onnx_generator
 import visualize
 from errors import UserError, cli
 from FCN_network import pick_device
-from facades_dataset import DatasetError, inputs_of, list_images, read_image
 from files import atomic_write
+from images import read_image
+from pairs import DatasetError, inputs_of, list_images
 from translate import predict
 
 

@@ -15,7 +15,6 @@ import gc
 import hashlib
 import math
 import os
-import re
 import shlex
 import sys
 import time
@@ -23,6 +22,7 @@ from pathlib import Path
 from types import ModuleType
 
 from errors import UserError, cli
+from pairs import DatasetError, make_split, parse_image_size, split_source  # no torch: validate runs before it
 
 _launched = time.time()  # the metrics' wall clock starts here, before torch's import, as the user's does
 
@@ -159,7 +159,7 @@ def parse_overrides(argv, settings):
         kind = TYPES.get(name, str)  # a name the block has and TYPES lacks: validate says so
         try:
             overrides[name] = typed(kind, text)
-        except (ValueError, SyntaxError, KeyError):
+        except (ValueError, SyntaxError, KeyError, DatasetError):
             raise UserError(f'--{name}={text}: expected {EXPECTED[kind]}') from None
     return overrides
 
@@ -194,8 +194,8 @@ def is_a(kind, value):
     """Whether a value is of the kind (a TYPES value): True is no int here, and 3 is a float."""
     if kind == 'image_size':
         try:
-            image_shape(value)
-        except ValueError:
+            parse_image_size(value)
+        except DatasetError:
             return False
         return isinstance(value, (int, str))
     if kind is float:
@@ -238,7 +238,7 @@ def validate(settings, overrides=()):
             raise UserError(f'{where(name)}: acts only with {other}={needed}, and {other} is {settings[other]!r} '
                             f'(set --{other}={needed}, or leave {name} out)')
     model, (multiple, _) = settings['model'], MODELS[settings['model']]
-    shape = image_shape(settings['image_size'])
+    shape = parse_image_size(settings['image_size'])
     if shape and (shape[0] % multiple or shape[1] % multiple):
         height, width = (max(multiple, round(side / multiple) * multiple) for side in shape)
         raise UserError(f'{where("image_size")}: {model} needs sides that are multiples of {multiple}, '
@@ -248,16 +248,6 @@ def validate(settings, overrides=()):
         raise UserError(f'{where("patch_size")}: {model} needs a multiple of {multiple} (or 0 for whole images)')
     if shape:  # else only the files know their size: load_split checks this once they are read
         check_discriminator_fits(settings, shape)
-
-
-def image_shape(image_size):
-    """The image_size setting -> (height, width), or None for 0 (the files' own size);
-    ValueError for anything else."""
-    match = re.fullmatch(r'(\d+)(?:x(\d+))?', str(image_size).strip().lower())
-    if not match or (int(match[1]) == 0) != (int(match[2] or match[1]) == 0):
-        raise ValueError(image_size)
-    width, height = int(match[1]), int(match[2] or match[1])
-    return (height, width) if width else None
 
 
 def first_patch_side(cfg):
@@ -279,7 +269,7 @@ def check_discriminator_fits(cfg, shape):
 def image_size_value(text):
     """'256' -> 256, '512x256' -> '512x256' (width x height), '256x256' -> 256: a square
     stays an int, as older checkpoints hold it, so resuming one compares equal."""
-    height, width = image_shape(text) or (0, 0)
+    height, width = parse_image_size(text) or (0, 0)
     return width if width == height else f'{width}x{height}'
 
 
@@ -303,7 +293,7 @@ import training
 import visualize
 from FCN_network import check_sides, pick_device
 from errors import INTERRUPTED_STATUS  # here, not above the block: config takes every value named there
-from facades_dataset import FacadesDataset, make_split, split_source, to_float
+from facades_dataset import FacadesDataset, to_float
 from files import atomic_write
 
 

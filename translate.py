@@ -3,7 +3,9 @@ that predict.py and demo.py share, so the demo shows what predict.py writes."""
 import torch
 
 from FCN_network import GENERATORS, generate
-from facades_dataset import parse_image_size, resize_image, to_float, to_uint16, to_uint8
+from facades_dataset import to_float, to_uint16, to_uint8
+from images import resize_image
+from pairs import parse_image_size
 
 
 def network_size(height, width, config):

@@ -13,8 +13,9 @@ from urllib.parse import quote
 import cv2
 import numpy as np
 
-from facades_dataset import numeric_key, to_uint8
+from facades_dataset import to_uint8
 from files import atomic_write
+from pairs import numeric_key
 
 
 def encode_png(image):

@@ -25,7 +25,7 @@ sys.path.insert(0, str(REPO))
 import checkpoint  # noqa: E402  (the repo root is on the path only now)
 import onnx_generator  # noqa: E402
 from errors import cli  # noqa: E402
-from facades_dataset import parse_image_size  # noqa: E402
+from pairs import parse_image_size  # noqa: E402
 
 
 def median_ms(call, images, warmup, repeats):

@@ -38,7 +38,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 import train  # noqa: E402
 import training  # noqa: E402
-from facades_dataset import FacadesDataset, dataset_root, list_images, split_source  # noqa: E402
+from facades_dataset import FacadesDataset  # noqa: E402
+from pairs import dataset_root, list_images, split_source  # noqa: E402
 
 SIZES = ('256', '512x256', '512x512')
 MODELS = {'fcn': 5, 'unet256': 4}  # model: epochs per run

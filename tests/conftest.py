@@ -23,7 +23,7 @@ import export
 import predict
 import train
 from FCN_network import build_generator
-from facades_dataset import SHARED_DATA
+from pairs import SHARED_DATA
 
 REPO = Path(__file__).resolve().parents[1]
 REAL_DATA = SHARED_DATA

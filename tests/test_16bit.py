@@ -17,7 +17,9 @@ import metrics
 import predict
 import train
 from conftest import run_script, tiny_run_args
-from facades_dataset import DatasetError, FacadesDataset, read_image, to_float, to_uint16
+from facades_dataset import FacadesDataset, to_float, to_uint16
+from images import read_image
+from pairs import DatasetError
 
 
 def gradient(height=48, width=64, seed=0):

@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from conftest import run_script
+from pairs import DatasetError
 
 
 @pytest.mark.slow  # the benchmark times its epochs
@@ -40,3 +41,18 @@ def test_missing_data_is_a_one_line_error(tmp_path):
     result = run_script('benchmark.py', '--data', tmp_path / 'nowhere', cwd=tmp_path, check=False, timeout=60)
     assert result.returncode != 0
     assert result.stderr.strip().startswith('error:') and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_without_data_it_takes_the_first_default_folder_found(tmp_path, monkeypatch):
+    """find_data's defaults go through pairs.dataset_root, the one lookup: the shared copy
+    first, then the download script's folder, from the current folder or the repo's."""
+    import benchmark
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(benchmark, 'REPO', tmp_path / 'repo')
+    monkeypatch.setattr(benchmark, 'DEFAULT_DATA', (str(tmp_path / 'shared' / 'facades'), 'datasets/facades'))
+    with pytest.raises(DatasetError, match=r"^dataset 'facades' not found \(looked in \S+/shared/facades and "):
+        benchmark.find_data(None)
+    for folder in ('repo/datasets/facades', 'datasets/facades', 'shared/facades'):  # each wins over the ones before
+        (tmp_path / folder).mkdir(parents=True)
+        assert benchmark.find_data(None) == tmp_path / folder
+    assert benchmark.find_data(str(tmp_path / 'datasets' / 'facades')) == tmp_path / 'datasets' / 'facades'

@@ -14,7 +14,9 @@ import checkpoint
 import train
 import visualize
 from conftest import make_pair, run_script, save_generator, tiny_run_args
-from facades_dataset import DatasetError, FacadesDataset, read_image, to_float
+from facades_dataset import FacadesDataset, to_float
+from images import read_image
+from pairs import DatasetError
 from FCN_network import build_discriminator, build_generator
 
 
@@ -84,6 +86,17 @@ def test_a_grey_input_is_the_luma_of_its_colour_target(tmp_path, direction, augm
     assert all(np.abs(grey[i] - luma(colour[i])).max() <= 1 for i in range(4))
     if not augment:  # the centre crops: the photos themselves, in order
         assert all(np.array_equal(colour[i], photos[i]) for i in range(4))
+
+
+def test_each_channel_setting_has_a_cache_of_its_own(tmp_path):
+    """The same files read at other channel counts are other pixels: a run must not map the
+    cache of an earlier run that read them otherwise."""
+    colour_pairs(tmp_path / 'data', count=2)
+    rgb = FacadesDataset(tmp_path / 'data', image_size=32, cache_dir=tmp_path / 'cache', progress=False)
+    assert rgb.pixels[:, :, :32, 1:].any()
+    grey = FacadesDataset(tmp_path / 'data', image_size=32, cache_dir=tmp_path / 'cache', progress=False,
+                          channels=(1, 3))
+    assert grey.cache_path != rgb.cache_path and (grey.pixels[:, :, :32, 1:] == 0).all()  # two zero channels added
 
 
 def test_a_one_channel_target_and_a_four_channel_input(tmp_path):

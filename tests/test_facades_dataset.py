@@ -12,9 +12,11 @@ import pytest
 import torch
 
 import facades_dataset
+import pairs
 from conftest import REAL_DATA, make_pair, write_ab_pairs, write_pairs
-from facades_dataset import JITTER_PAD, DatasetError, FacadesDataset, decode_pair, list_images, make_split, \
-    parse_image_size, read_image, to_float
+from facades_dataset import JITTER_PAD, FacadesDataset, to_float
+from images import decode_pair, read_image
+from pairs import DatasetError, list_images, make_split, parse_image_size
 
 
 def dataset(source, tmp_path, **kwargs):
@@ -492,7 +494,7 @@ def test_a_split_of_one_pair_or_into_a_read_only_folder_is_one_line(tmp_path, mo
 
     def refuse(path, data):
         raise PermissionError(13, 'Permission denied', str(path))
-    monkeypatch.setattr(facades_dataset, 'atomic_write', refuse)
+    monkeypatch.setattr(pairs, 'atomic_write', refuse)
     with pytest.raises(DatasetError, match=r'^cannot write a validation split into \S+ \(Permission denied\); make it '
                                            r'writable, or split the pairs yourself into \S+/train/ and \S+/val/$'):
         make_split(tmp_path, 0.1)
@@ -545,7 +547,7 @@ def test_the_shared_data_folder_is_one_setting(tmp_path):
     import demo
     from conftest import REAL_DATA, REPO
     assert REAL_DATA == demo.SHARED_DATA == REPO.parent / 'shared' / 'datasets' == Path(benchmark.DEFAULT_DATA[0]).parent
-    code = 'import benchmark, demo, facades_dataset; print(facades_dataset.SHARED_DATA, benchmark.DEFAULT_DATA[0])'
+    code = 'import benchmark, demo, pairs; print(pairs.SHARED_DATA, benchmark.DEFAULT_DATA[0])'
     moved = subprocess.run([sys.executable, '-c', code], cwd=REPO, capture_output=True, text=True, check=True,
                            env=dict(os.environ, PIX2PIX_SHARED_DATA=str(tmp_path))).stdout.split()
     assert moved == [str(tmp_path), str(tmp_path / 'facades')]
