@@ -30,3 +30,13 @@ def facades_labels2photo():
 def facades_photo2labels():
     """Facades photo -> label map (AtoB): the default run."""
     return _load('facades_photo2labels')
+
+
+def cityscapes_labels2photo():
+    """Cityscapes label map -> photo (BtoA): the cGAN recipe, 60 epochs."""
+    return _load('cityscapes_labels2photo')
+
+
+def cityscapes_photo2labels():
+    """Cityscapes photo -> label map (AtoB): the default cityscapes run, the FCN-score's labeller."""
+    return _load('cityscapes_photo2labels')

@@ -249,6 +249,7 @@ def test_bad_uploads_get_a_message_and_the_server_goes_on(server, page, tmp_path
     assert process.poll() is None
 
 
+@pytest.mark.slow  # gradio's import alone takes seconds
 def test_a_missing_checkpoint_is_one_line(tmp_path):
     """With no argument the demo wants the pretrained models; where they are not,
     it says so and how to pass a checkpoint, in one line (gradio not needed)."""

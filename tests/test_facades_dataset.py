@@ -547,7 +547,8 @@ def test_the_shared_data_folder_is_one_setting(tmp_path):
     import demo
     from conftest import REAL_DATA, REPO
     assert REAL_DATA == demo.SHARED_DATA == REPO.parent / 'shared' / 'datasets' == Path(benchmark.DEFAULT_DATA[0]).parent
-    code = 'import benchmark, demo, pairs; print(pairs.SHARED_DATA, benchmark.DEFAULT_DATA[0])'
+    assert demo.SHARED_DATA is pairs.SHARED_DATA  # the demo's is the one setting's, not a copy (gradio is slow to import)
+    code = 'import benchmark, pairs; print(pairs.SHARED_DATA, benchmark.DEFAULT_DATA[0])'
     moved = subprocess.run([sys.executable, '-c', code], cwd=REPO, capture_output=True, text=True, check=True,
                            env=dict(os.environ, PIX2PIX_SHARED_DATA=str(tmp_path))).stdout.split()
     assert moved == [str(tmp_path), str(tmp_path / 'facades')]

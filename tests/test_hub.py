@@ -11,7 +11,8 @@ import checkpoint
 from conftest import REPO
 from translate import predict
 
-MODELS = {'facades_labels2photo': 'BtoA', 'facades_photo2labels': 'AtoB'}  # entry: its direction
+MODELS = {'facades_labels2photo': 'BtoA', 'facades_photo2labels': 'AtoB', 'cityscapes_labels2photo': 'BtoA',
+          'cityscapes_photo2labels': 'AtoB'}  # entry: its direction
 
 
 def test_every_shipped_model_has_an_entry_and_nothing_else_does():

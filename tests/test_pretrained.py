@@ -1,8 +1,8 @@
-"""The models in pretrained/ score on facades val what pretrained/README.md says.
+"""The models in pretrained/ score on their dataset's val split what pretrained/README.md says.
 
 This guards the network code and the data path as well: a change to either that
 moves a score fails here, and then the files (and their table) are remade with
-python export.py (see pretrained/README.md). Needs the real val set; skips without it.
+python export.py (see pretrained/README.md). Needs the real val sets; skips without them.
 """
 import json
 from pathlib import PurePosixPath, PureWindowsPath
@@ -13,7 +13,7 @@ import torch
 from conftest import REAL_DATA, REPO, run_script
 
 PRETRAINED = REPO / 'pretrained'
-FACADES_VAL = REAL_DATA / 'facades' / 'val'
+DATASETS = ('facades', 'cityscapes')
 COLUMNS = ('l1', 'pixel_acc', 'class_acc', 'class_iou')
 TOLERANCE = {'l1': 2e-4, 'pixel_acc': 2e-3, 'class_acc': 2e-3, 'class_iou': 2e-3}  # CPUs round differently
 
@@ -34,7 +34,8 @@ def table():
 
 def test_the_table_lists_every_file_and_they_are_small():
     files = sorted(path.name for path in PRETRAINED.glob('*.pth'))
-    assert files == sorted(table()) == ['facades_labels2photo.pth', 'facades_photo2labels.pth']
+    assert files == sorted(table()) == sorted(f'{dataset}_{name}.pth' for dataset in DATASETS
+                                              for name in ('labels2photo', 'photo2labels'))
     assert sum((PRETRAINED / name).stat().st_size for name in files) <= 10 * 2**20
 
 
@@ -47,15 +48,18 @@ def test_shipped_files_hold_no_path_of_the_machine_that_made_them():
         assert '/' not in config['dataset'] and '\\' not in config['dataset'], (path.name, config['dataset'])
 
 
-@pytest.mark.slow  # two models over the real val set at 256x256
-@pytest.mark.skipif(not FACADES_VAL.is_dir(), reason='the real facades val set is not in ../shared/datasets')
-def test_pretrained_models_score_as_the_table_says(tmp_path):
+@pytest.mark.slow  # two models over a real val set at 256x256
+@pytest.mark.parametrize('dataset', DATASETS)
+def test_pretrained_models_score_as_the_table_says(tmp_path, dataset):
+    val = REAL_DATA / dataset / 'val'
+    if not val.is_dir():
+        pytest.skip(f'the real {dataset} val set is not in {REAL_DATA}')
     expected = table()
-    labeller = PRETRAINED / 'facades_photo2labels.pth'
+    labeller = PRETRAINED / f'{dataset}_photo2labels.pth'
     scored = {}
-    for name, extra in (('facades_photo2labels.pth', []), ('facades_labels2photo.pth', ['--fcn_score', labeller])):
+    for name, extra in ((labeller.name, []), (f'{dataset}_labels2photo.pth', ['--fcn_score', labeller])):
         out = tmp_path / name
-        run_script('evaluate.py', PRETRAINED / name, '--data_dir', FACADES_VAL, '--out', out, '--device', 'cpu',
+        run_script('evaluate.py', PRETRAINED / name, '--data_dir', val, '--out', out, '--device', 'cpu',
                    *extra, cwd=tmp_path, timeout=600)
         metrics = json.loads((out / 'metrics.json').read_text())
         labels = metrics['fcn_score'] if 'fcn_score' in metrics else metrics  # labels -> photo: its FCN-score
