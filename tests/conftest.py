@@ -18,6 +18,7 @@ import pytest
 import torch
 
 import checkpoint
+import errors
 import evaluate
 import export
 import predict
@@ -107,19 +108,27 @@ MAINS = {'train.py': lambda: train.main(train.parse_overrides(sys.argv[1:], trai
          'scripts/gan_probe.py': lambda: script_module('gan_probe').main(sys.argv[1:])}
 
 
-def run_main(script, *args, cwd):
+def run_main(script, *args, cwd, under_cli=False):
     """A script's main called in this process with the command line run_script would give
     it, from cwd: for tests of what a run computes, not of its command line. A user's
-    error raises (UserError) instead of exiting 1. What the run changes here (torch's
-    threads and random state, train.py's launch clock, argv, cwd) is put back after.
-    Returns its stdout and stderr, as run_script does."""
+    error raises (UserError) instead of exiting 1; under_cli: main runs under errors.cli,
+    as the script's __main__ runs it, and the exit status is returned. What the run
+    changes here (torch's threads and random state, train.py's launch clock, argv, cwd)
+    is put back after. Returns its exit status, stdout and stderr, as run_script does."""
     stdout, stderr = io.StringIO(), io.StringIO()
     threads, random_state, launched, argv = torch.get_num_threads(), torch.get_rng_state(), train._launched, sys.argv
     sys.argv = [str(REPO / script), *map(str, args)]
     train._launched = time.time()  # the run's wall clock starts now, as a new process's would
+    returncode = 0
     try:
         with contextlib.chdir(cwd), contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
-            MAINS[script]()
+            if under_cli:
+                try:
+                    errors.cli(MAINS[script])
+                except SystemExit as exit:
+                    returncode = exit.code
+            else:
+                MAINS[script]()
     except BaseException:
         print(stdout.getvalue(), stderr.getvalue(), sep='\n')  # shown with the failure
         raise
@@ -127,7 +136,14 @@ def run_main(script, *args, cwd):
         sys.argv, train._launched = argv, launched
         torch.set_num_threads(threads)
         torch.set_rng_state(random_state)
-    return types.SimpleNamespace(returncode=0, stdout=stdout.getvalue(), stderr=stderr.getvalue())
+    return types.SimpleNamespace(returncode=returncode, stdout=stdout.getvalue(), stderr=stderr.getvalue())
+
+
+def run_cli(script, *args, cwd):
+    """run_script(..., check=False) for a script's one-line errors, without a new process's
+    imports: main under errors.cli in this process (run_main). What happens before main
+    (train.py's settings check above its imports) still needs run_script."""
+    return run_main(script, *args, cwd=cwd, under_cli=True)
 
 
 def tiny_run_args(data, out, **settings):

@@ -12,7 +12,7 @@ import metrics
 import train
 import training
 from FCN_network import build_generator
-from conftest import constant_colour_checkpoint, run_main, run_script, save_generator, tiny_run_args, write_pairs
+from conftest import constant_colour_checkpoint, run_cli, run_main, run_script, save_generator, tiny_run_args, write_pairs
 from facades_dataset import FacadesDataset, to_float, to_uint8
 
 LABEL_KEYS = {'pixel_acc', 'class_acc', 'class_iou'}
@@ -66,7 +66,7 @@ def test_the_split_comes_from_the_checkpoint(runs, tmp_path):
     evaluate(checkpoints['skips'], '--out', tmp_path / 'scores', cwd=tmp_path)
     metrics = read_metrics(tmp_path / 'scores')
     assert metrics['data'] == str(data / 'val') and metrics['images'] == 4
-    result = run_script('evaluate.py', checkpoints['skips'], '--split', 'test', cwd=tmp_path, check=False)
+    result = run_cli('evaluate.py', checkpoints['skips'], '--split', 'test', cwd=tmp_path)
     assert failed_in_one_line(result) and 'test' in result.stderr.splitlines()[-1]
 
 
@@ -339,7 +339,7 @@ def test_problems_fail_in_one_line(runs, tmp_path, problem):
                                   '--palette', 'facades'],
             'fcn_score with a BtoA scorer': [checkpoints['no_skips_btoa'], *val, '--fcn_score',
                                              checkpoints['no_skips_btoa'], '--palette', 'facades']}[problem]
-    assert failed_in_one_line(run_script('evaluate.py', *args, cwd=tmp_path, check=False))
+    assert failed_in_one_line(run_cli('evaluate.py', *args, cwd=tmp_path))
     assert not (tmp_path / 'eval_results').exists()
 
 
@@ -365,8 +365,8 @@ def test_mirror_is_reported_beside_the_single_pass(runs, tmp_path):
 @pytest.mark.skipif(torch.cuda.is_available(), reason='CUDA is present here')
 def test_a_device_this_machine_lacks_is_one_line(runs, tmp_path):
     data, checkpoints = runs
-    result = run_script('evaluate.py', checkpoints['skips'], '--data_dir', data / 'val', '--device', 'cuda',
-                        cwd=tmp_path, check=False)
+    result = run_cli('evaluate.py', checkpoints['skips'], '--data_dir', data / 'val', '--device', 'cuda',
+                     cwd=tmp_path)
     assert failed_in_one_line(result) and 'CUDA is not available' in result.stderr
 
 

@@ -15,7 +15,7 @@ import torch
 import torch.nn as nn
 
 import train
-from conftest import run_script, save_generator
+from conftest import run_cli, run_script, save_generator
 from FCN_network import build_generator
 
 SIZES = {'fcn': [(32, 48), (64, 16)], 'unet256': [(256, 256), (256, 512)]}  # (height, width): 3 images, then 2
@@ -155,7 +155,7 @@ def test_a_bad_onnx_file_is_one_line(onnx_generator, tmp_path, bad):
     if bad == 'foreign':
         torch.onnx.export(nn.Conv2d(3, 3, 1), (torch.zeros(1, 3, 8, 8),), path, dynamo=False, input_names=['input'])
     cv2.imwrite(str(tmp_path / 'photo.png'), np.zeros((32, 32, 3), np.uint8))
-    result = run_script('predict.py', path, tmp_path / 'photo.png', cwd=tmp_path, check=False)
+    result = run_cli('predict.py', path, tmp_path / 'photo.png', cwd=tmp_path)
     assert result.returncode == 1
     assert result.stderr.startswith('error: ') and len(result.stderr.strip().splitlines()) == 1, result.stderr
     assert str(path) in result.stderr

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import checkpoint
-from conftest import constant_colour_checkpoint, run_main, run_script, tiny_run_args
+from conftest import constant_colour_checkpoint, run_cli, run_main, tiny_run_args
 
 SIZES = {'wide': (30, 40), 'square': (64, 64), 'tall': (50, 17)}  # name: (height, width)
 
@@ -124,7 +124,7 @@ def test_bad_files_are_reported_and_skipped(checkpoint_path, photos, tmp_path):
 
 def test_nothing_readable_is_an_error(checkpoint_path, tmp_path):
     (tmp_path / 'bad.jpg').write_text('not an image')
-    result = run_script('predict.py', checkpoint_path, tmp_path / 'bad.jpg', cwd=tmp_path, check=False)
+    result = run_cli('predict.py', checkpoint_path, tmp_path / 'bad.jpg', cwd=tmp_path)
     assert result.returncode != 0
     assert len(stderr_lines(result, 'bad.jpg')) == 1
     assert result.stderr.strip().splitlines()[-1].startswith('error: ')
@@ -133,7 +133,7 @@ def test_nothing_readable_is_an_error(checkpoint_path, tmp_path):
 @pytest.mark.parametrize('bad', ['missing.pth', 'empty.pth'])
 def test_a_bad_checkpoint_is_one_line(photos, tmp_path, bad):
     (tmp_path / 'empty.pth').write_bytes(b'')
-    result = run_script('predict.py', tmp_path / bad, photos, cwd=tmp_path, check=False)
+    result = run_cli('predict.py', tmp_path / bad, photos, cwd=tmp_path)
     assert result.returncode == 1
     assert result.stderr.startswith('error: ') and len(result.stderr.strip().splitlines()) == 1
     assert bad in result.stderr
@@ -157,8 +157,7 @@ def test_mirror_and_device_flags(checkpoint_path, tmp_path):
         written = cv2.cvtColor(cv2.imread(str(tmp_path / f'out{flag}' / 'in.png')), cv2.COLOR_BGR2RGB)
         assert np.abs(written.astype(int) - expected).max() <= 1, flag
     if not torch.cuda.is_available():
-        result = run_script('predict.py', checkpoint_path, tmp_path / 'in.png', '--device', 'cuda', cwd=tmp_path,
-                            check=False)
+        result = run_cli('predict.py', checkpoint_path, tmp_path / 'in.png', '--device', 'cuda', cwd=tmp_path)
         assert result.returncode == 1 and result.stderr.strip() == 'error: --device=cuda: CUDA is not available ' \
             'on this machine'
 
