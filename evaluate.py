@@ -131,7 +131,7 @@ def main(args):
             for prefix, output in generated.items():
                 outputs = pictures(output)
                 # over an image's pixels: over the images below, the split's L1 (images are one size)
-                sums[f'{prefix}l1'] += training.abs_error(output, target_image) / target_image[0].numel()
+                sums[f'{prefix}l1'] += metrics.abs_error(output, target_image) / target_image[0].numel()
                 for output_pixels, target_pixels in zip(outputs, targets):
                     sums[f'{prefix}psnr'] += metrics.psnr(output_pixels, target_pixels)
                     sums[f'{prefix}ssim'] += metrics.ssim(output_pixels, target_pixels)

@@ -11,7 +11,7 @@ so what they time and compare is what training does:
 - `score` (val L1 and a labeller's confusion, the FCN-score's): `validate`
   (train.py, benchmark.py, scripts/sweep.py) and scripts/gan_probe.py;
   evaluate.py runs its pass (`generated_batches`) with its own metrics beside
-  these (`abs_error`, `labeller_confusion`).
+  these (`metrics.abs_error`, `labeller_confusion`).
 """
 import math
 from concurrent.futures import ThreadPoolExecutor
@@ -318,7 +318,7 @@ def score(generator, data, chunk, device, amp_dtype=None, memory_format=torch.pr
     total, pixels, confusion = 0.0, 0, 0
     for _, input_image, target_image, output in generated_batches(generator, data, chunk, device, amp_dtype,
                                                                   memory_format):
-        total += abs_error(output, target_image)
+        total += metrics.abs_error(output, target_image)
         pixels += target_image.numel()
         if labeller is not None:
             confusion = confusion + labeller_confusion(labeller, output, to_uint8(input_image), palette)
@@ -339,13 +339,6 @@ def generated_batches(generator, data, chunk, device, amp_dtype=None, memory_for
             output = generator(input_image)
         yield indices, input_image, target_image, output
     generator.train(was_training)
-
-
-def abs_error(output, target):
-    """The sum of absolute errors over every pixel and channel of a batch: summed
-    over the batches and divided by their pixels, a split's L1 (a float sum of
-    float32 batch sums, which validation logs to the last digit)."""
-    return (output.float() - target).abs().sum().item()
 
 
 def labeller_confusion(labeller, photos, label_maps, palette):

@@ -41,7 +41,8 @@ def parse_args(argv):
                                      epilog="and train.py's settings as --setting=value (python train.py --help)")
     parser.add_argument('start', help='the L1-trained checkpoint whose generator the probe starts from')
     parser.add_argument('--side', type=int, default=0, help='train on random crops of this side (0: whole images)')
-    parser.add_argument('--labeller', default=str(REPO / 'pretrained' / 'facades_photo2labels.pth'))
+    parser.add_argument('--labeller', help='the photo -> label map checkpoint that scores the photos '
+                                           '(default: pretrained/DATASET_photo2labels.pth, facades for other sets)')
     parser.add_argument('--score_every', type=int, default=0, help='epochs between scores (0: a third of them)')
     parser.add_argument('--out', type=Path, default=REPO / 'sweeps', help='the folder of gan_probes.jsonl')
     return train.script_settings(parser, argv, PROBE)
@@ -57,8 +58,11 @@ def main(argv):
     # the recipe's GAN half: linearly to 0 over the probe, whatever lr_schedule says (train_epoch steps these)
     run.scheduler, run.scheduler_d = (LambdaLR(optimizer, lambda epoch: 1 - epoch / cfg['num_epochs'])
                                       if optimizer else None for optimizer in (run.optimizer, run.optimizer_d))
-    labeller, _ = checkpoint.load_generator(args.labeller, device)
-    palette = metrics.PALETTES['facades']
+    # the colours of the dataset's label maps; a set of another name is scored with facades' colours, as before
+    palette_name = metrics.palette_name(cfg['dataset']) or 'facades'
+    labeller, _ = checkpoint.load_generator(args.labeller or REPO / 'pretrained' / f'{palette_name}_photo2labels.pth',
+                                            device)
+    palette = metrics.PALETTES[palette_name]
     every = args.score_every or max(1, cfg['num_epochs'] // 3)
     name = ' '.join(f'{key}={value}' for key, value in overrides.items()) + (f' side={args.side}' if args.side else '')
     args.out.mkdir(parents=True, exist_ok=True)
